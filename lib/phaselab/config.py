@@ -1,0 +1,57 @@
+"""Run scale, compute device and random generators shared by every chapter.
+
+The book runs at two scales.  ``default`` fits the budget of a 2-core CPU (each chapter in at
+most five minutes); ``paper`` runs the paper-sized experiments.  The scale is read from the
+environment variable ``PHASEBOOK_SCALE`` so that the same notebook serves both.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TypeVar
+
+import numpy as np
+import torch
+
+SCALES = ("default", "paper")
+T = TypeVar("T")
+
+
+def scale() -> str:
+    """Return the run scale from ``PHASEBOOK_SCALE`` (``"default"`` when unset)."""
+    value = os.environ.get("PHASEBOOK_SCALE", "default").strip().lower() or "default"
+    if value not in SCALES:
+        raise ValueError(f"PHASEBOOK_SCALE must be one of {SCALES}, got {value!r}")
+    return value
+
+
+def by_scale(default: T, paper: T) -> T:
+    """Pick ``default`` or ``paper`` according to :func:`scale`."""
+    return paper if scale() == "paper" else default
+
+
+def default_device() -> torch.device:
+    """The device torch code runs on: CUDA when a GPU is present, else the CPU."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """Turn a ``device=`` argument into a :class:`torch.device` (``None``: the default)."""
+    if device is None:
+        return default_device()
+    try:
+        return torch.device(device)
+    except (RuntimeError, TypeError) as err:
+        raise ValueError(f"device must name a torch device such as 'cpu' or 'cuda', got {device!r}") from err
+
+
+def numpy_rng(seed: int) -> np.random.Generator:
+    """A seeded NumPy generator; every random draw in the book goes through one."""
+    return np.random.default_rng(seed)
+
+
+def torch_generator(seed: int, device: str | torch.device | None = None) -> torch.Generator:
+    """A seeded torch generator on ``device`` (CPU when ``None``)."""
+    gen = torch.Generator(device=resolve_device(device) if device is not None else "cpu")
+    gen.manual_seed(int(seed))
+    return gen
