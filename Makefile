@@ -4,14 +4,25 @@ SHELL := /bin/bash
 VENV := .venv
 PYTHON := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+CACHE := _build/.jupyter_cache
 # Chapters: the notebook files named in _toc.yml (pages with code cells).
 CHAPTERS := $(shell grep -oE 'book/[A-Za-z0-9_]+' _toc.yml | sed 's/$$/.md/' | xargs grep -l '^```{code-cell}')
-# Fingerprint of what the executed chapters depend on besides their own code cells.
-LIB_HASH = $(shell cat requirements.txt $$(find lib/phaselab -name '*.py' | sort) | sha256sum | cut -c1-16)
+# Fingerprint of what the executed chapters depend on besides their own code cells: the library,
+# the pins and the run scale.
+LIB_HASH = $(shell { echo "scale=$$PHASEBOOK_SCALE"; cat requirements.txt $$(find lib/phaselab -name '*.py' | sort); } | sha256sum | cut -c1-16)
+JUPYTER_BOOK := $(VENV)/bin/jupyter-book build . -W -n --keep-going
 export JUPYTER_PREFER_ENV_PATH := 1
 export PYTHONHASHSEED := 0
 
-.PHONY: book test setup clean
+# jupyter-cache hashes only code cells: when lib/phaselab, the pins or the scale change, drop the execution
+# cache, the saved claims ledgers and Sphinx's environment (so every chapter is read, and run, again).
+define fresh_cache
+	@mkdir -p _build; if [ "$$(cat _build/.lib-hash 2>/dev/null)" != "$(LIB_HASH)" ]; then \
+		echo "phaselab or requirements changed: clearing the execution cache"; \
+		rm -rf $(CACHE) _build/ledgers _build/.doctrees; fi; echo $(LIB_HASH) > _build/.lib-hash
+endef
+
+.PHONY: book test setup browser clean
 
 setup: $(STAMP)
 
@@ -21,22 +32,30 @@ $(STAMP): requirements.txt pyproject.toml
 	$(PYTHON) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (phaselab)" > /dev/null
 	touch $(STAMP)
 
-# jupyter-cache hashes only code cells: drop the execution cache when lib/ or the pins change.
+# Headless Chromium from Debian's packages for the test of the rendered book (needs root to install).
+browser:
+	@command -v chromium > /dev/null || { [ "$$(id -u)" = 0 ] || { echo "install Debian's chromium (apt-get install chromium) to test the rendered book" >&2; exit 1; }; \
+		apt-get install -y -q chromium > /dev/null || { apt-get update -q && apt-get install -y -q chromium > /dev/null; }; }
+
 book: $(STAMP)
-	@if [ "$$(cat _build/.lib-hash 2>/dev/null)" != "$(LIB_HASH)" ]; then \
-		echo "phaselab or requirements changed: clearing the execution cache"; rm -rf _build/.jupyter_cache; fi
-	$(VENV)/bin/jupyter-book build . -W -n --keep-going
-	@echo $(LIB_HASH) > _build/.lib-hash
+	$(fresh_cache)
+	$(JUPYTER_BOOK)
 	@echo "Open _build/html/index.html"
 
-# Unit tests, then every chapter executed under nbval (assertion cells are the regression test).
-test: $(STAMP)
-	$(PYTHON) -m pytest tests
+# Unit tests; every chapter executed under nbval (assertion cells are the regression test), each
+# passing chapter stored in the execution cache (_ext/nbval_cache.py) so that the book build that
+# follows renders it without running it again; then the rendered book tested in Chromium.
+test: $(STAMP) browser
+	$(PYTHON) -m pytest tests --ignore=tests/browser
+	$(fresh_cache)
 	@nbdir=$$(mktemp -d) && trap 'rm -rf "$$nbdir"' EXIT && \
 	for chapter in $(CHAPTERS); do \
 		$(VENV)/bin/jupytext --quiet --to ipynb -o "$$nbdir/$$(basename $$chapter .md).ipynb" "$$chapter" || exit 1; \
 	done && \
-	$(PYTHON) -m pytest -p no:cacheprovider --nbval-lax --nbval-current-env --nbval-cell-timeout=900 "$$nbdir"
+	PYTHONPATH=_ext $(PYTHON) -m pytest -p no:cacheprovider -p nbval_cache --nbval-lax --nbval-current-env \
+		--nbval-cell-timeout=900 --nbval-store-cache=$(CACHE) --nbval-sources=book "$$nbdir"
+	$(JUPYTER_BOOK)
+	PHASEBOOK_BROWSER_REQUIRED=1 $(PYTHON) -m pytest -p no:cacheprovider tests/browser
 
 clean:
 	rm -rf _build

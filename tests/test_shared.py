@@ -1,7 +1,5 @@
 """Unit tests of the shared modules: config, validation, stats, ledger, single_neuron."""
 
-import math
-
 import numpy as np
 import pytest
 import torch
@@ -80,6 +78,17 @@ def test_ledger_verdicts_follow_the_tolerance(tmp_path):
     assert path.exists() and loaded.claims == book.claims
     with pytest.raises(ValueError, match="tolerance"):
         book.compare("d", 1.0, 1.0, -1.0, "why", "sec")
+
+
+def test_ledger_show_displays_long_cells_in_full(monkeypatch):
+    shown = []
+    monkeypatch.setattr("IPython.display.display", shown.append)
+    book = ledger.Ledger("demo", "paper")
+    reason = "a reason far longer than the fifty characters at which pandas truncates a cell, " * 2
+    book.compare("claim", 1.0, 1.05, 0.1, reason, "sec")
+    book.show()
+    (html,) = shown
+    assert reason.strip() in html.data and "table-layout: fixed" in html.data
 
 
 @pytest.mark.parametrize("name", ["gelu", "quadratic"])

@@ -22,6 +22,8 @@ import pandas as pd
 REPRODUCED = "reproduced"
 NOT_REPRODUCED = "not reproduced"
 VERDICTS = (REPRODUCED, NOT_REPRODUCED)
+# Percent of the page width each column of a displayed ledger gets (the row number takes 4 %).
+COLUMN_SHARES = {"Claim": 22, "Paper": 10, "Ours": 18, "Tolerance": 13, "Why this tolerance": 19, "Verdict": 14}
 
 
 @dataclass(frozen=True)
@@ -105,18 +107,25 @@ class Ledger:
         """The ledger as a table for display at the end of a chapter."""
         columns = ["claim", "paper_value", "our_value", "tolerance", "reason", "verdict"]
         frame = pd.DataFrame([asdict(c) for c in self.claims], columns=columns + ["section"])
-        frame = frame[columns].rename(
-            columns={
-                "claim": "Claim",
-                "paper_value": "Paper",
-                "our_value": "Ours",
-                "tolerance": "Tolerance",
-                "reason": "Why this tolerance",
-                "verdict": "Verdict",
-            }
-        )
+        frame = frame[columns].rename(columns=dict(zip(columns, COLUMN_SHARES)))
         frame.index = range(1, len(frame) + 1)
         return frame
+
+    def show(self) -> None:
+        """Display :meth:`table` in a notebook: every cell in full (pandas would truncate long text),
+        wrapped to the page width with fixed column shares, so the verdict column stays in view."""
+        from IPython.display import HTML, display
+
+        styles = [
+            {"selector": "", "props": "table-layout: fixed; width: 100%; font-size: 0.85em;"},
+            {"selector": "th.row_heading, th.blank", "props": "width: 4%;"},
+            {"selector": "td, th", "props": "text-align: left; vertical-align: top; overflow-wrap: break-word;"},
+        ]
+        styles += [
+            {"selector": f"th.col_heading.col{i}", "props": f"width: {share}%;"}
+            for i, share in enumerate(COLUMN_SHARES.values())
+        ]
+        display(HTML(self.table().style.set_uuid(f"ledger-{self.chapter}").set_table_styles(styles).to_html()))
 
     def counts(self) -> dict[str, int]:
         """How many claims got each verdict."""
