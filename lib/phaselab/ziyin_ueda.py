@@ -1,0 +1,187 @@
+"""Batched full-batch training of scalar-output deep networks over a grid of weight decays.
+
+The networks of Ziyin and Ueda (Sec. II, Appendix A): ``D`` hidden layers of width ``d0``, no
+biases, a scalar output, activation ``identity`` or ``tanh`` after every hidden layer, weights
+initialised i.i.d. ``N(0, init_scale^2)`` (their Fig. 4 "standard deviation s").  Their loss is
+``E(f(x) - y)^2 + gamma * Reg(w)`` with ``Reg(w) = ||w||^power`` and ``||w||^2 = sum_l ||W_l||_F^2``
+(``power = 2`` is weight decay; ``power = D + 2`` their trivial-phase-free fix, Sec. IV C).
+
+Every (gamma, seed) pair is one member of a single batched tensor program: weights have shape
+``(members, d_out, d_in)`` and one gradient step updates all members at once.  Because the members
+do not interact, the gradient of the summed loss is each member's own gradient.  For linear
+networks the full-batch loss depends on the data only through ``E[x x^T]``, ``E[x y]`` and
+``E[y^2]``, so the trainer uses these moments (exactly the full-batch gradient, at a cost
+independent of the number of samples); tanh networks use the samples.
+
+Optimiser: full-batch gradient descent with heavy-ball momentum, which has the same fixed points
+as plain gradient descent and reaches them faster.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from phaselab import config, validation
+
+ACTIVATIONS = ("linear", "tanh")
+
+
+@dataclass(frozen=True)
+class GridResult:
+    """Converged networks, each array of shape ``(n_gamma, n_seeds)``.
+
+    ``loss``: the Ziyin-Ueda training loss ``E(f - y)^2 + gamma Reg``; ``data_loss``: ``E(f - y)^2``;
+    ``regulariser``: ``Reg(w)`` (``sum_l ||W_l||_F^2`` for ``power = 2``); ``norm_sq``:
+    ``sum_l ||W_l||_F^2``; ``b``: the order parameter ``||U|| / d0`` (``U`` the last layer; for depth
+    0 the norm of the weight vector); ``grad_norm``: the final gradient norm (convergence check).
+    """
+
+    gammas: np.ndarray
+    loss: np.ndarray
+    data_loss: np.ndarray
+    regulariser: np.ndarray
+    norm_sq: np.ndarray
+    b: np.ndarray
+    grad_norm: np.ndarray
+
+
+def layer_shapes(d_in: int, width: int, hidden_layers: int) -> list[tuple[int, int]]:
+    """``(d_out, d_in)`` of each of the ``hidden_layers + 1`` weight matrices (scalar output)."""
+    d_in = validation.integer("d_in", d_in, minimum=1)
+    width = validation.integer("width", width, minimum=1)
+    hidden_layers = validation.integer("hidden_layers", hidden_layers, minimum=0)
+    dims = [d_in] + [width] * hidden_layers + [1]
+    return [(dims[i + 1], dims[i]) for i in range(hidden_layers + 1)]
+
+
+def _forward_end_to_end(weights: list[torch.Tensor]) -> torch.Tensor:
+    """End-to-end row vector ``W_D ... W_0`` of a linear network, shape ``(members, d_in)``.
+
+    Multiplied from the scalar output down, so each product is a vector-matrix product.
+    """
+    product = weights[-1]
+    for w in reversed(weights[:-1]):
+        product = product @ w
+    return product[:, 0, :]
+
+
+def _data_loss(weights, activation, x, y, a0, c0, y2) -> torch.Tensor:
+    """``E(f - y)^2`` per member (moments for linear nets, samples for tanh nets)."""
+    if activation == "linear":
+        v = _forward_end_to_end(weights)
+        return ((v @ a0) * v).sum(dim=1) - 2 * v @ c0 + y2
+    hidden = x.unsqueeze(0)
+    for w in weights[:-1]:
+        hidden = torch.tanh(hidden @ w.transpose(1, 2))
+    out = (hidden @ weights[-1].transpose(1, 2))[..., 0]
+    return ((out - y.unsqueeze(0)) ** 2).mean(dim=1)
+
+
+def train_grid(
+    x: np.ndarray,
+    y: np.ndarray,
+    gammas: np.ndarray,
+    *,
+    hidden_layers: int,
+    width: int,
+    n_seeds: int,
+    init_scale: float,
+    steps: int,
+    lr: float,
+    activation: str = "linear",
+    power: float = 2.0,
+    momentum: float = 0.9,
+    seed: int = 0,
+    device: str | torch.device | None = None,
+) -> GridResult:
+    """Train ``len(gammas) * n_seeds`` networks by full-batch gradient descent, all at once.
+
+    Minimises half the Ziyin-Ueda loss, ``(1/2) E(f-y)^2 + (gamma/2) ||w||^power`` (same minima), for
+    ``steps`` steps of size ``lr`` with heavy-ball ``momentum``.  ``x`` is ``(n, d)``, ``y`` is ``(n,)``.
+    """
+    x = validation.finite_array("x", x, ndim=2)
+    y = validation.finite_array("y", y, ndim=1)
+    gammas = validation.finite_array("gammas", gammas, ndim=1)
+    if np.any(gammas < 0):
+        raise ValueError("gammas must have entries >= 0")
+    n_seeds = validation.integer("n_seeds", n_seeds, minimum=1)
+    init_scale = validation.positive("init_scale", init_scale)
+    steps = validation.integer("steps", steps, minimum=1)
+    lr = validation.positive("lr", lr)
+    momentum = validation.in_range("momentum", momentum, 0.0, 1.0, closed=True)
+    power = validation.positive("power", power)
+    activation = validation.one_of("activation", activation, ACTIVATIONS)
+    shapes = layer_shapes(x.shape[1], width, hidden_layers)
+    dev = config.resolve_device(device)
+    dtype = torch.float64
+    members = gammas.size * n_seeds
+
+    generator = config.torch_generator(seed, dev)
+    weights = [
+        (init_scale * torch.randn((members, *shape), generator=generator, device=dev, dtype=dtype)).requires_grad_()
+        for shape in shapes
+    ]
+    gamma_t = torch.as_tensor(np.repeat(gammas, n_seeds), device=dev, dtype=dtype)
+    xt = torch.as_tensor(x, device=dev, dtype=dtype)
+    yt = torch.as_tensor(y, device=dev, dtype=dtype)
+    n = x.shape[0]
+    a0, c0, y2 = xt.T @ xt / n, xt.T @ yt / n, yt @ yt / n
+    velocity = [torch.zeros_like(w) for w in weights]
+
+    def objective() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        data = _data_loss(weights, activation, xt, yt, a0, c0, y2)
+        norm_sq = sum((w**2).sum(dim=(1, 2)) for w in weights)
+        reg = norm_sq ** (power / 2)
+        return data, norm_sq, reg
+
+    for _ in range(steps):
+        data, norm_sq, reg = objective()
+        total = (0.5 * data + 0.5 * gamma_t * reg).sum()
+        grads = torch.autograd.grad(total, weights)
+        with torch.no_grad():
+            for w, v, g in zip(weights, velocity, grads):
+                v.mul_(momentum).add_(g)
+                w.sub_(lr * v)
+
+    data, norm_sq, reg = objective()
+    grads = torch.autograd.grad((0.5 * data + 0.5 * gamma_t * reg).sum(), weights)
+    grad_norm = torch.sqrt(sum((g**2).sum(dim=(1, 2)) for g in grads))
+    with torch.no_grad():
+        last = weights[-1]
+        b = last.flatten(1).norm(dim=1) / (width if hidden_layers > 0 else 1)
+        shape = (gammas.size, n_seeds)
+
+        def out(t: torch.Tensor) -> np.ndarray:
+            return t.detach().cpu().numpy().reshape(shape)
+
+        return GridResult(
+            gammas=gammas,
+            loss=out(data + gamma_t * reg),
+            data_loss=out(data),
+            regulariser=out(reg),
+            norm_sq=out(norm_sq),
+            b=out(b),
+            grad_norm=out(grad_norm),
+        )
+
+
+def regression_task(n: int, d: int, signal: float, noise: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Gaussian inputs with unequal variances and a noisy linear teacher, ``y = x . w* + noise``.
+
+    Input variances are spread over ``[0.5, 1.5]`` so that ``A_0 != I`` and all terms of Eq. (6)
+    matter; the teacher is scaled so that ``||E[x y]|| ~ signal``.
+    """
+    n = validation.integer("n", n, minimum=2)
+    d = validation.integer("d", d, minimum=1)
+    signal = validation.positive("signal", signal)
+    noise = validation.non_negative("noise", noise)
+    rng = config.numpy_rng(seed)
+    scales = np.sqrt(np.linspace(0.5, 1.5, d))
+    x = rng.standard_normal((n, d)) * scales
+    teacher = rng.standard_normal(d)
+    teacher *= signal / np.linalg.norm(scales**2 * teacher)
+    y = x @ teacher + noise * rng.standard_normal(n)
+    return x, y

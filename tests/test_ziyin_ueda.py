@@ -1,0 +1,74 @@
+"""Unit tests of phaselab.ziyin_ueda: the batched trainer against exact minima and a per-member loop."""
+
+import numpy as np
+import pytest
+
+from phaselab import linear_nets as ln
+from phaselab import ziyin_ueda as zu
+
+
+@pytest.fixture(scope="module")
+def task():
+    x, y = zu.regression_task(64, 4, signal=0.5, noise=0.5, seed=0)
+    return x, y, ln.regression_moments(x, y)
+
+
+def test_layer_shapes():
+    assert zu.layer_shapes(5, 8, 0) == [(1, 5)]
+    assert zu.layer_shapes(5, 8, 2) == [(8, 5), (8, 8), (1, 8)]
+
+
+def test_ridge_and_one_hidden_layer_reach_theory(task):
+    x, y, moments = task
+    gammas = np.array([0.1, 0.3, 0.7])
+    ridge = zu.train_grid(x, y, gammas, hidden_layers=0, width=4, n_seeds=2, init_scale=0.1, steps=1500, lr=0.05, device="cpu")
+    np.testing.assert_allclose(ridge.loss, np.array([[ln.ridge_loss(g, moments)] * 2 for g in gammas]), atol=1e-10)
+    one = zu.train_grid(x, y, gammas, hidden_layers=1, width=4, n_seeds=2, init_scale=0.1, steps=3000, lr=0.05, device="cpu")
+    theory = np.array([ln.effective_global_minimum(g, 1, moments) for g in gammas])
+    np.testing.assert_allclose(one.loss, np.repeat(theory[:, 1:], 2, axis=1), atol=1e-8)
+    np.testing.assert_allclose(one.b, np.repeat(theory[:, :1], 2, axis=1) / 4, atol=1e-5)
+    # Lemma 1 in the trained networks: the regulariser equals dL/dgamma of the theory.
+    for i, g in enumerate(gammas):
+        expected = ln.regularisation_at(theory[i, 0], g, 1, moments)
+        np.testing.assert_allclose(one.regulariser[i], expected, atol=1e-5)
+
+
+def test_members_do_not_interact(task):
+    # Changing one member's gamma leaves every other member's trajectory unchanged.
+    x, y, _ = task
+    kwargs = dict(hidden_layers=1, width=3, n_seeds=1, init_scale=0.2, steps=50, lr=0.05, activation="tanh",
+                  device="cpu", seed=4)
+    both = zu.train_grid(x, y, np.array([0.1, 0.4]), **kwargs)
+    other = zu.train_grid(x, y, np.array([0.1, 0.9]), **kwargs)
+    assert other.loss[0, 0] == pytest.approx(both.loss[0, 0], rel=1e-12)
+    assert other.loss[1, 0] != pytest.approx(both.loss[1, 0], rel=1e-6)
+
+
+def test_reproducible(task):
+    x, y, _ = task
+    kwargs = dict(hidden_layers=2, width=4, n_seeds=2, init_scale=0.3, steps=20, lr=0.02, device="cpu", seed=7)
+    a = zu.train_grid(x, y, np.array([0.1]), **kwargs)
+    b = zu.train_grid(x, y, np.array([0.1]), **kwargs)
+    np.testing.assert_array_equal(a.loss, b.loss)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(hidden_layers=-1), "hidden_layers must be >= 0"),
+        (dict(width=0), "width must be >= 1"),
+        (dict(init_scale=0.0), "init_scale must be > 0"),
+        (dict(lr=-0.1), "lr must be > 0"),
+        (dict(activation="relu"), "activation must be one of"),
+        (dict(steps=0), "steps must be >= 1"),
+        (dict(n_seeds=1.5), "n_seeds must be an integer"),
+    ],
+)
+def test_invalid_arguments(task, kwargs, match):
+    x, y, _ = task
+    base = dict(hidden_layers=1, width=4, n_seeds=1, init_scale=0.1, steps=5, lr=0.05, device="cpu")
+    base.update(kwargs)
+    with pytest.raises(ValueError, match=match):
+        zu.train_grid(x, y, np.array([0.1]), **base)
+    with pytest.raises(ValueError, match="gammas must have entries >= 0"):
+        zu.train_grid(x, y, np.array([-0.1]), hidden_layers=1, width=4, n_seeds=1, init_scale=0.1, steps=5, lr=0.05)
