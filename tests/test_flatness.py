@@ -1,0 +1,87 @@
+"""Unit tests of phaselab.flatness: data, batched MLP, continuation, Eqs. (1)-(4)."""
+
+import numpy as np
+import pytest
+import torch
+
+from phaselab import flatness as fl
+
+
+@pytest.fixture(scope="module")
+def data():
+    return fl.load_digits_split(5)
+
+
+def test_digits_split_is_balanced_and_scaled(data):
+    assert data.x_train.shape == (50, 64) and torch.bincount(data.y_train).tolist() == [5] * 10
+    assert data.x_train.min() >= -1 and data.x_train.max() <= 1
+    assert data.x_train.shape[0] + data.x_test.shape[0] == 1797
+
+
+def test_runs_share_initialisation_and_differ_by_batch_order(data):
+    params = fl.init_params((64, 8, 8, 10), n_runs=3)
+    assert torch.equal(params[0][0], params[0][2]) and torch.all(params[1] == 0)
+    _, checkpoints = fl.train_sgd(params, data, eta=0.1, batch_size=5, n_steps=20, n_checkpoints=3, seed=0)
+    assert len(checkpoints) == 3 and torch.equal(checkpoints[0][0], params[0])
+    assert not torch.equal(checkpoints[-1][0][0], checkpoints[-1][0][1])
+
+
+def test_batched_step_equals_single_run_gradient_descent(data):
+    params = fl.init_params((64, 8, 8, 10), n_runs=2)
+    single = [p[:1].clone().requires_grad_(True) for p in params]
+    loss = fl.per_run_loss(single, data.x_train, data.y_train).sum()
+    grads = torch.autograd.grad(loss, single)
+    ends, steps = fl.continue_full_batch(params, data, eta=0.1, max_steps=1, loss_tol=1e-9)
+    assert np.all(steps == 1)
+    for p, g, e in zip(single, grads, ends):
+        assert torch.allclose(e[0], p.detach()[0] - 0.1 * g[0], atol=1e-6)
+        assert torch.allclose(e[1], e[0])
+
+
+def test_lanczos_matches_dense_hessian(data):
+    params = fl.init_params((64, 6, 5, 10), n_runs=2)
+    _, cks = fl.train_sgd(params, data, eta=0.1, batch_size=10, n_steps=30, n_checkpoints=2, seed=1)
+    end = cks[-1]
+    top = fl.top_hessian_eigenvalues(end, data, layer=1, n_top=5, n_lanczos=30)
+
+    def loss_of(w):
+        full = [p[:1].double() for p in end]
+        full[2] = w
+        return fl.per_run_loss(full, data.x_train.double(), data.y_train).sum()
+
+    dense = torch.autograd.functional.hessian(loss_of, end[2][:1].double()).reshape(30, 30)
+    exact = np.sort(np.linalg.eigvalsh(dense.numpy()))[::-1][:5]
+    assert np.allclose(top[0], exact, rtol=1e-6, atol=1e-9)
+
+
+def test_flatness_eq1():
+    assert fl.flatness(np.array([4.0, 1.0])) == pytest.approx(0.5)
+    assert np.isnan(fl.flatness(np.array([1.0, -1.0])))
+
+
+def test_jaccard_and_freezing_index():
+    errors = np.array([[1, 1, 0, 0], [0, 1, 1, 0], [0, 1, 1, 0], [0, 0, 0, 0], [0, 0, 0, 0]], dtype=bool)
+    sim = fl.jaccard_matrix(errors)
+    assert sim[0, 1] == pytest.approx(1 / 3) and sim[1, 2] == 1 and sim[3, 4] == 1 and sim[2, 3] == 0
+    assert fl.freezing_index(sim) == 3
+    assert fl.freezing_index(np.ones((4, 4))) == 0
+    assert fl.freezing_index(sim[1:3, 1:3]) == 0
+
+
+def test_endpoint_radius_eq4():
+    params = [torch.tensor([[0.0, 0.0], [2.0, 0.0]])]
+    assert fl.endpoint_radius(params) == pytest.approx(1.0)
+
+
+def test_bad_input_is_rejected(data):
+    params = fl.init_params((64, 4, 10), n_runs=1)
+    with pytest.raises(ValueError, match="eta"):
+        fl.train_sgd(params, data, eta=-0.1, batch_size=5, n_steps=2, n_checkpoints=2)
+    with pytest.raises(ValueError, match="batch_size"):
+        fl.train_sgd(params, data, eta=0.1, batch_size=500, n_steps=2, n_checkpoints=2)
+    with pytest.raises(ValueError, match="threshold"):
+        fl.freezing_index(np.ones((2, 2)), threshold=1.5)
+    with pytest.raises(ValueError, match="sizes"):
+        fl.init_params((64,), n_runs=1)
+    with pytest.raises(ValueError, match="n_train_per_class"):
+        fl.load_digits_split(0)

@@ -1,0 +1,182 @@
+"""Unit tests of phaselab.two_valley: landscape, derivatives, theory limits and the simulator."""
+
+import numpy as np
+import pytest
+import torch
+
+from phaselab import two_valley as tv
+
+LAND = tv.DEFAULT_LANDSCAPE
+
+
+def paper_loss(x, y):
+    """Eq. (5) written exactly as in the paper, for comparison with the library's rewriting."""
+    f1, f2, g1, g2 = LAND.f(y, True), LAND.f(y, False), LAND.g(y, True), LAND.g(y, False)
+    return LAND.L0(y) + np.where(x >= 0, x * (x - g1) / f1, x * (x + g2) / f2)
+
+
+@pytest.fixture
+def points():
+    rng = np.random.default_rng(1)
+    x = rng.uniform(-1.0, 1.0, 200)
+    x[np.abs(x) < 0.01] += 0.05  # keep finite differences off the cusp
+    return x, rng.uniform(0.5, 80.0, 200)
+
+
+def test_loss_matches_eq5_and_barrier(points):
+    x, y = points
+    assert np.allclose(tv.loss(x, y), paper_loss(x, y), atol=1e-14)
+    for flat in (True, False):
+        side = 1 if flat else -1
+        minimum = side * LAND.g(y, flat) / 2
+        assert np.allclose(tv.loss(np.zeros_like(y), y) - tv.loss(minimum, y), LAND.barrier(y))
+    assert LAND.gamma == pytest.approx((0.8 / 0.65) ** 2)
+
+
+def test_gradient_and_hessian_match_finite_differences(points):
+    x, y = points
+    h = 1e-6
+    gx, gy, hxx, hxy, hyy = tv.derivatives(x, y)
+    assert np.allclose(gx, (tv.loss(x + h, y) - tv.loss(x - h, y)) / (2 * h), atol=1e-7)
+    assert np.allclose(gy, (tv.loss(x, y + h) - tv.loss(x, y - h)) / (2 * h), atol=1e-7)
+    assert np.allclose(hxx, (tv.gradient(x + h, y)[0] - tv.gradient(x - h, y)[0]) / (2 * h), atol=1e-6)
+    assert np.allclose(hxy, (tv.gradient(x, y + h)[0] - tv.gradient(x, y - h)[0]) / (2 * h), atol=1e-6)
+    assert np.allclose(hxy, (tv.gradient(x + h, y)[1] - tv.gradient(x - h, y)[1]) / (2 * h), atol=1e-6)
+    assert np.allclose(hyy, (tv.gradient(x, y + h)[1] - tv.gradient(x, y - h)[1]) / (2 * h), atol=1e-6)
+    assert np.allclose(hxx, np.where(x >= 0, 2 / LAND.f(y, True), 2 / LAND.f(y, False)))
+
+
+def test_derivatives_agree_between_numpy_and_torch(points):
+    x, y = points
+    for a, b in zip(tv.derivatives(x, y), tv.derivatives(torch.tensor(x), torch.tensor(y))):
+        assert np.allclose(a, b.numpy())
+
+
+def test_effective_loss_eq7_limits():
+    y = 10.0
+    assert tv.effective_loss(0.0, y) == pytest.approx(LAND.L0(y))
+    x1 = LAND.g(y, True) / 2
+    assert tv.sgd_correction(x1, y) == pytest.approx(-(np.sqrt(LAND.gamma) - 1) * LAND.barrier(y))
+    x2 = -LAND.g(y, False) / 2
+    assert tv.sgd_correction(x2, y) == pytest.approx((1 - 1 / np.sqrt(LAND.gamma)) * LAND.barrier(y))
+
+
+def test_steady_state_limits():
+    y = np.array([3.0, 5.0, 10.0])
+    exact, approx = tv.steady_state_p_flat(y, 1e-3), tv.steady_state_p_flat(y, 1e-3, exact=False)
+    assert np.all(exact > tv.equilibrium_p_flat_paper()) and np.all(approx > 0.5)
+    # erfi(z) ~ exp(z^2)/(sqrt(pi) z) at large z: the two forms meet at low noise
+    assert tv.steady_state_p_flat(2.0, 1e-5) == pytest.approx(tv.steady_state_p_flat(2.0, 1e-5, exact=False), abs=1e-3)
+    # at high noise erfi is linear: the exact form tends to [1 + gamma^-3/2]^-1
+    assert tv.steady_state_p_flat(1e-3, 1.0) == pytest.approx(1 / (1 + LAND.gamma**-1.5), rel=1e-4)
+    # the Ito stationary law tends to gamma/(1+gamma) at high noise; isotropic: sqrt(gamma)/(1+sqrt(gamma))
+    assert tv.stationary_p_flat(1e-3, 1.0) == pytest.approx(LAND.gamma / (1 + LAND.gamma), rel=1e-3)
+    assert tv.stationary_p_flat(5.0, 1e-3, noise="isotropic") == pytest.approx(0.8 / 1.45)
+
+
+def test_stationary_law_matches_numerical_integration():
+    y, ds = 5.0, 2e-3
+    xs = np.linspace(-3, 3, 400001)
+    temp = np.where(xs >= 0, 2 * ds / LAND.f(y, True), 2 * ds / LAND.f(y, False))
+    density = np.exp(-(tv.loss(xs, y) - LAND.L0(y)) / temp) / temp
+    p_flat = density[xs >= 0].sum() / density.sum()
+    assert tv.stationary_p_flat(y, ds) == pytest.approx(p_flat, rel=1e-5)
+
+
+def test_mfpt_quadrature_approaches_erfi_form_at_low_noise():
+    for flat in (True, False):
+        low = tv.mfpt_quadrature(5.0, 3e-4, flat)
+        assert low == pytest.approx(tv.mfpt_erfi(5.0, 3e-4, flat), rel=1e-3)
+        assert tv.mfpt_quadrature(5.0, 5e-3, flat) < tv.mfpt_erfi(5.0, 5e-3, flat)
+
+
+def test_freezing_formulas():
+    ds = np.array([1e-4, 1e-3])
+    eps_phi = 0.01 * tv.phi_paper()
+    y_freeze = tv.freezing_point(ds, eps_phi)
+    assert np.all(np.diff(y_freeze) > 0)
+    # Eq. (12) is Eq. (10) evaluated on Eq. (11)
+    assert np.allclose(tv.p_flat_at_freezing(y_freeze, ds), tv.p_flat_after_freezing(ds, eps_phi), rtol=1e-10)
+    assert np.isnan(tv.freezing_point(1e-3, 1.0))  # log negative: outside the validity range
+    assert tv.phi_paper() == pytest.approx(2 * (0.64 - 0.4225) / 810 * (0.01 + 8 / 540))
+
+
+def test_simulator_shapes_reproducibility_and_deterministic_limit():
+    res = tv.simulate(0.05, 0.01, n_runs=6, n_steps=50, seed=3)
+    again = tv.simulate(0.05, 0.01, n_runs=6, n_steps=50, seed=3)
+    assert np.array_equal(res.x, again.x) and res.freezing_steps.shape == (6,)
+    assert 0 <= res.p_flat <= 1 and np.all((res.freezing_steps >= 0) & (res.freezing_steps <= 50))
+    grid = tv.simulate([0.01, 0.02], [0.01, 0.05], n_runs=4, n_steps=20)
+    assert grid.p_flat.shape == (2,) and grid.freezing_steps.shape == (2, 4)
+    # sigma = 0: plain gradient descent, no run ever changes valley
+    gd = tv.simulate(0.05, 0.0, n_runs=4, n_steps=500)
+    assert gd.p_flat == 0.5 and np.all(gd.freezing_steps == 0)
+    held = tv.simulate(0.01, 0.1, n_runs=4, n_steps=30, hold_y=True, y0=7.0)
+    assert np.all(held.y == 7.0)
+
+
+def test_hessian_noise_has_clipped_hessian_covariance():
+    gen = torch.Generator().manual_seed(0)
+    hxx, hxy, hyy = (torch.full((200000,), v, dtype=torch.float64) for v in (3.0, 1.0, -0.5))
+    nx, ny = tv._noise(hxx, hxy, hyy, None, 1.0, "hessian", LAND, gen)
+    h = np.array([[3.0, 1.0], [1.0, -0.5]])
+    w, v = np.linalg.eigh(h)
+    h_plus = (v * np.clip(w, 0, None)) @ v.T
+    cov = np.cov(np.stack([nx.numpy(), ny.numpy()]))
+    assert np.allclose(cov, h_plus, atol=0.03)
+    nx, ny = tv._noise(hxx, hxy, hyy, None, 1.0, "hessian_squared", LAND, gen)
+    assert np.allclose(np.cov(np.stack([nx.numpy(), ny.numpy()])), h @ h, atol=0.08)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"eta": 0.0}, "eta"),
+        ({"sigma": -1.0}, "sigma"),
+        ({"n_runs": 0}, "n_runs"),
+        ({"n_steps": 2.5}, "n_steps"),
+        ({"y0": -1.0}, "y0"),
+        ({"noise": "white"}, "noise"),
+        ({"eta": [0.1, 0.2], "sigma": [0.1]}, "same length"),
+    ],
+)
+def test_simulate_rejects_bad_input(kwargs, match):
+    args = {"eta": 0.01, "sigma": 0.01, "n_runs": 2, "n_steps": 5} | kwargs
+    with pytest.raises(ValueError, match=match):
+        tv.simulate(**args)
+
+
+def test_theory_rejects_bad_input():
+    with pytest.raises(ValueError, match="delta_s"):
+        tv.steady_state_p_flat(5.0, 0.0)
+    with pytest.raises(ValueError, match="y must be > 0"):
+        tv.steady_state_p_flat(-1.0, 1e-3)
+    with pytest.raises(ValueError, match="eps_phi"):
+        tv.freezing_point(1e-3, -1.0)
+    with pytest.raises(ValueError, match="x1"):
+        tv.Landscape(x1=0.0)
+
+
+def test_hopping_rates_balance_to_stationary_law():
+    y, ds = np.array([2.0, 5.0, 9.0]), 2e-3
+    k_plus, k_minus = tv.hopping_rates(y, ds)
+    assert np.allclose(k_minus / (k_plus + k_minus), tv.stationary_p_flat(y, ds), rtol=1e-10)
+    tau_flat, tau_sharp = tv.ridge_passage_times(5.0, 3e-4)
+    assert tau_flat == pytest.approx(tv.mfpt_quadrature(5.0, 3e-4, True), rel=1e-3)
+    assert tau_sharp == pytest.approx(tv.mfpt_quadrature(5.0, 3e-4, False), rel=1e-3)
+
+
+def test_valley_floor_drift_is_minus_dL_dy_on_the_floor():
+    y = np.array([1.0, 5.0, 30.0])
+    for flat in (True, False):
+        side = 1 if flat else -1
+        x_min = side * LAND.g(y, flat) / 2
+        assert np.allclose(tv.valley_floor_drift(y), -tv.gradient(x_min, y)[1])
+
+
+def test_master_equation_limits():
+    frozen = tv.master_equation([1e-6], y0=5.0, t_end=50.0)
+    assert np.allclose(frozen.p_flat, 0.5)  # barriers far too high to hop: stays at the start
+    fast = tv.master_equation([5e-3], y0=5.0, t_end=50.0)
+    assert fast.p_flat[0, -1] == pytest.approx(tv.stationary_p_flat(fast.y[-1], 5e-3), abs=1e-3)
+    assert np.all(np.diff(fast.y) > 0) and fast.mean_y_freeze[0] > 5.0
