@@ -1,0 +1,161 @@
+"""Finite-size full-batch gradient descent on the single neuron of Chapter 4, batched.
+
+One tensor program runs ``seeds x deltas`` gradient-descent trajectories at dimension ``d``: each
+seed draws one data set of ``n_max = max(delta) d`` samples and one ``theta_*``, and the run at a
+ratio ``delta`` uses its first ``delta d`` rows (nested data sets: runs at different ``delta`` of the
+same seed share data, runs of different seeds are independent).  Conventions are those of
+:mod:`phaselab.single_neuron` (same data, network, loss, initialisation, step size as
+:mod:`phaselab.dmft`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from phaselab import config, dmft, single_neuron, validation
+
+
+@dataclass(frozen=True)
+class GDRuns:
+    """Trajectories of ``seeds x deltas`` runs; arrays are ``(seeds, deltas, steps + 1)``.
+
+    ``overlap`` is ``theta . theta_*``, ``cosine`` is ``overlap / |theta|``; ``test_risk`` is the exact
+    population risk of ``theta(t)``.  ``preactivations[t]`` holds, for each recorded step ``t``, a list
+    over deltas of ``(seeds, n)`` arrays of ``theta(t) . x_i`` on the training points.
+    ``hessian[t]`` holds ``(eigenvalues, overlaps_squared)`` of the ``count`` smallest Hessian
+    eigenvalues, arrays ``(seeds, deltas, count)``.
+    """
+
+    activation: str
+    d: int
+    deltas: np.ndarray
+    eta: float
+    train_risk: np.ndarray
+    test_risk: np.ndarray
+    norm: np.ndarray
+    overlap: np.ndarray
+    preactivations: dict[int, list[np.ndarray]] = field(default_factory=dict)
+    hessian: dict[int, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+
+    @property
+    def cosine(self) -> np.ndarray:
+        return self.overlap / self.norm
+
+
+def simulate_gd(
+    activation: str,
+    deltas,
+    d: int,
+    steps: int,
+    eta: float | None = None,
+    seeds: int = 4,
+    seed: int = 0,
+    *,
+    record_preactivations: tuple[int, ...] = (),
+    hessian_steps: tuple[int, ...] = (),
+    hessian_count: int = 2,
+    project_out_target: bool | tuple[bool, ...] = False,
+    dtype: torch.dtype = torch.float32,
+    device: str | torch.device | None = None,
+) -> GDRuns:
+    """Run full-batch GD ``theta(t+1) = theta(t) - eta grad Risk`` for every seed and ``delta``.
+
+    ``record_preactivations`` lists steps at which ``theta(t) . x_i`` is stored; ``hessian_steps``
+    steps at which the ``hessian_count`` smallest eigenpairs of the Hessian are computed (dense, so
+    keep ``d`` moderate there).  ``project_out_target`` (one flag, or one per ``delta``) removes the
+    ``theta_*`` component of ``theta`` after every step: the finite-``d`` dynamics with the
+    ``d -> infinity`` value ``theta . theta_* = 0`` that DMFT describes (no escape along ``theta_*``).
+    """
+    name = single_neuron.activation(activation).name
+    delta_arr = validation.finite_array("deltas", np.atleast_1d(np.asarray(deltas, dtype=float)), ndim=1, positive_entries=True)
+    d = validation.integer("d", d, minimum=4)
+    steps = validation.integer("steps", steps, minimum=0)
+    eta = dmft.step_size(name, eta)
+    seeds = validation.integer("seeds", seeds, minimum=1)
+    seed = validation.integer("seed", seed, minimum=0)
+    for t in (*record_preactivations, *hessian_steps):
+        validation.integer("recorded step", t, minimum=0, maximum=steps)
+    dev = config.resolve_device(device)
+    flags = np.broadcast_to(np.asarray(project_out_target, dtype=bool), delta_arr.shape).copy()
+    gen = config.torch_generator(seed, dev)
+    sizes = np.maximum(1, np.round(delta_arr * d).astype(int))
+    n_max = int(sizes.max())
+    act = single_neuron.activation(name)
+    x = torch.randn(seeds, n_max, d, generator=gen, dtype=dtype, device=dev)
+    theta_star = torch.randn(seeds, d, generator=gen, dtype=dtype, device=dev)
+    theta_star = theta_star / theta_star.norm(dim=1, keepdim=True)
+    y = torch.einsum("snd,sd->sn", x, theta_star) ** 2
+    theta = torch.randn(seeds, d, generator=gen, dtype=dtype, device=dev)
+    projected = torch.as_tensor(flags, device=dev, dtype=dtype)[None, :, None]
+    theta = _remove_target(theta[:, None, :].repeat(1, delta_arr.size, 1), theta_star, projected)  # (seeds, deltas, d)
+    theta = theta / theta.norm(dim=-1, keepdim=True)
+    counts = torch.as_tensor(sizes, device=dev, dtype=dtype)
+    shape = (seeds, delta_arr.size, steps + 1)
+    train, norm, overlap = np.zeros(shape), np.zeros(shape), np.zeros(shape)
+    preacts: dict[int, list[np.ndarray]] = {}
+    hessians: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+    weight = torch.zeros(seeds, delta_arr.size, n_max, dtype=dtype, device=dev)  # rows beyond n(delta) stay 0
+    for t in range(steps + 1):
+        z = torch.bmm(theta, x.transpose(1, 2))  # (seeds, deltas, n_max); one pass over the data
+        norm[:, :, t] = theta.norm(dim=-1).cpu().numpy()
+        overlap[:, :, t] = torch.einsum("skd,sd->sk", theta, theta_star).cpu().numpy()
+        for j, n in enumerate(sizes):  # elementwise work only on each run's own n rows
+            u = z[:, j, :n].contiguous() + single_neuron.BIAS
+            residual = single_neuron.OUTPUT_WEIGHT * act.value(u) - y[:, :n]
+            train[:, j, t] = (0.5 * residual**2).mean(-1).cpu().numpy()
+            if t < steps:
+                weight[:, j, :n] = single_neuron.OUTPUT_WEIGHT * residual * act.first(u)
+        if t in record_preactivations:
+            preacts[t] = [z[:, j, : sizes[j]].cpu().numpy() for j in range(delta_arr.size)]
+        if t in hessian_steps:
+            hessians[t] = _hessian_extremes(x, y, z, theta_star, sizes, name, hessian_count)
+        if t < steps:
+            theta = theta - eta * torch.bmm(weight, x) / counts[None, :, None]
+            theta = _remove_target(theta, theta_star, projected)
+    test = dmft.population_risk(name, norm**2, overlap)
+    return GDRuns(name, d, delta_arr, eta, train, test, norm, overlap, preacts, hessians)
+
+
+def _remove_target(theta: torch.Tensor, theta_star: torch.Tensor, projected: torch.Tensor) -> torch.Tensor:
+    """Remove the ``theta_*`` component of the runs flagged in ``projected`` (``(1, deltas, 1)``)."""
+    along = torch.einsum("skd,sd->sk", theta, theta_star)[:, :, None] * theta_star[:, None, :]
+    return theta - projected * along
+
+
+def _hessian_extremes(x, y, z, theta_star, sizes, name: str, count: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ``count`` smallest Hessian eigenvalues and their squared overlaps with ``theta_*``.
+
+    The Hessian ``(1/n) X^T diag(g) X`` is formed densely in float64 and diagonalised.
+    """
+    seeds, n_deltas = z.shape[0], z.shape[1]
+    values = np.zeros((seeds, n_deltas, count))
+    overlaps = np.zeros_like(values)
+    for s in range(seeds):
+        xs = x[s].double()
+        for j in range(n_deltas):
+            n = int(sizes[j])
+            g = single_neuron.hessian_weight(y[s, :n].double(), z[s, j, :n].double(), name)
+            hess = (xs[:n].T * g) @ xs[:n] / n
+            evals, evecs = torch.linalg.eigh(hess)
+            values[s, j] = evals[:count].cpu().numpy()
+            overlaps[s, j] = ((theta_star[s].double() @ evecs[:, :count]) ** 2).cpu().numpy()
+    return values, overlaps
+
+
+def split_runs(runs: GDRuns, first: int) -> tuple[GDRuns, GDRuns]:
+    """Split a batch along the ``delta`` axis into runs ``[:first]`` and ``[first:]``."""
+    first = validation.integer("first", first, minimum=1, maximum=runs.deltas.size - 1)
+    parts = []
+    for cut in (slice(None, first), slice(first, None)):
+        parts.append(
+            GDRuns(
+                runs.activation, runs.d, runs.deltas[cut], runs.eta,
+                runs.train_risk[:, cut], runs.test_risk[:, cut], runs.norm[:, cut], runs.overlap[:, cut],
+                {t: v[cut] for t, v in runs.preactivations.items()},
+                {t: (v[0][:, cut], v[1][:, cut]) for t, v in runs.hessian.items()},
+            )
+        )
+    return parts[0], parts[1]
