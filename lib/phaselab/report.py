@@ -28,7 +28,6 @@ from phaselab import validation
 from phaselab.ledger import NOT_REPRODUCED, REPRODUCED, Ledger
 
 
-
 def book_root() -> Path:
     """The book's repository root: ``$PHASEBOOK_ROOT`` or the checkout ``phaselab`` lives in."""
     return Path(os.environ.get("PHASEBOOK_ROOT") or Path(__file__).resolve().parents[2])
