@@ -54,7 +54,9 @@ def test_parity_kills_the_target_response(gelu_solution):
     assert np.all(np.abs(s.target_response) <= 4 * s.target_response_sem + 1e-12)
 
 
-def test_fixed_point_residual_is_rounding(gelu_solution):
+def test_fixed_point_residual_vanishes_by_causality(gelu_solution):
+    # Every kernel at step t depends only on steps < t, so one causal sweep is the fixed point:
+    # applying the DMFT map once more to its kernels reproduces them (a check of causality).
     assert gelu_solution.fixed_point_residual < 1e-10
 
 
@@ -89,6 +91,31 @@ def test_hessian_extremes_match_dense_eigenvalues():
     values, overlaps = runs.hessian[0]
     assert values.shape == (1, 1, 3) and np.all(np.diff(values[0, 0]) >= 0)
     assert np.all((overlaps >= 0) & (overlaps <= 1 + 1e-12))
+    # Against the Hessian of single_neuron and a dense eigendecomposition, for nested data sets.
+    gen = torch.Generator().manual_seed(4)
+    d, sizes, count = 30, np.array([60, 90]), 4
+    x = torch.randn(1, sizes.max(), d, generator=gen, dtype=torch.float64)
+    theta_star = torch.randn(1, d, generator=gen, dtype=torch.float64)
+    theta_star = theta_star / theta_star.norm()
+    theta = torch.randn(2, d, generator=gen, dtype=torch.float64) / math.sqrt(d)
+    y = (x @ theta_star[0]) ** 2
+    z = torch.einsum("snd,kd->skn", x, theta)
+    values, overlaps = neuron_gd._hessian_extremes(x, y, z, theta_star, sizes, "gelu", count, np.arange(2))
+    for j, n in enumerate(sizes):
+        dense = single_neuron.hessian(x[0, :n], y[0, :n], theta[j], "gelu").numpy()
+        evals, evecs = np.linalg.eigh(dense)
+        assert np.allclose(values[0, j], evals[:count], atol=1e-10)
+        assert np.allclose(overlaps[0, j], (theta_star[0].numpy() @ evecs[:, :count]) ** 2, atol=1e-8)
+    skipped, _ = neuron_gd._hessian_extremes(x, y, z, theta_star, sizes, "gelu", count, np.array([1]))
+    assert np.all(np.isnan(skipped[:, 0])) and np.allclose(skipped[:, 1], values[:, 1])
+
+
+def test_hessian_deltas_selects_runs():
+    runs = neuron_gd.simulate_gd("gelu", [2.0, 3.0], 20, 1, seeds=1, hessian_steps=(1,), hessian_deltas=[3.0], device="cpu")
+    values, _ = runs.hessian[1]
+    assert np.all(np.isnan(values[:, 0])) and np.all(np.isfinite(values[:, 1]))
+    with pytest.raises(ValueError, match="hessian_deltas must be among deltas"):
+        neuron_gd.simulate_gd("gelu", [2.0], 20, 1, hessian_steps=(1,), hessian_deltas=[5.0], device="cpu")
 
 
 def test_cell_thresholds():

@@ -70,6 +70,16 @@ def test_unbounded_preprocessing_has_no_threshold():
 def test_threshold_generic_matches_spectral():
     law = spectra.phase_retrieval_law(lambda y: np.minimum(y, 3.0))
     assert spectra.threshold(lambda delta: law) == pytest.approx(spectra.spectral_threshold(lambda y: np.minimum(y, 3.0)))
+    # The (weights, signal, probabilities) branch: the same law as samples with explicit probabilities.
+    signal = np.sqrt(law.signal_squared)
+    generic = spectra.threshold(lambda delta: (law.values, signal, law.probabilities))
+    assert generic == pytest.approx(spectra.spectral_threshold(lambda y: np.minimum(y, 3.0)), rel=1e-6)
+    # and with non-uniform probabilities: every other node split into two atoms of half its weight
+    # (the same law, so the same threshold).
+    split = np.concatenate([law.probabilities[::2] / 2, law.probabilities[1::2], law.probabilities[::2] / 2])
+    values = np.concatenate([law.values[::2], law.values[1::2], law.values[::2]])
+    signals = np.concatenate([signal[::2], signal[1::2], signal[::2]])
+    assert spectra.threshold(lambda delta: (values, signals, split)) == pytest.approx(generic, rel=1e-6)
 
 
 @pytest.mark.parametrize(

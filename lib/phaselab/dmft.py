@@ -408,7 +408,8 @@ def delta_star_curve(
     n_response = validation.integer("n_response", n_response, minimum=100)
     eta = step_size(name, eta)
     times = _times(steps, every)
-    return _curve(name, eta, grid, times, _scan(name, grid, times, eta, dimension, n_response, seeds, device, quantile))
+    n_samples = _scan_samples(grid, dimension, n_response)
+    return _curve(name, eta, grid, times, _scan(name, grid, times, eta, n_samples, dimension, n_response, seeds, device, quantile))
 
 
 def _times(steps: int, every: int) -> np.ndarray:
@@ -417,14 +418,31 @@ def _times(steps: int, every: int) -> np.ndarray:
     return np.union1d(np.arange(0, steps + 1, every), [steps])
 
 
+def _scan_samples(grid: np.ndarray, dimension: int, n_response: int) -> int:
+    """DMFT paths needed so that every grid point has its ``delta * dimension`` samples."""
+    return max(int(math.ceil(grid.max() * dimension)), n_response)
+
+
 def _scan(
-    name: str, grid: np.ndarray, times: np.ndarray, eta: float, dimension: int, n_response: int, seeds: int, device, quantile: float | None = None
+    name: str,
+    grid: np.ndarray,
+    times: np.ndarray,
+    eta: float,
+    n_samples: int,
+    dimension: int,
+    n_response: int,
+    seeds: int,
+    device,
+    quantile: float | None = None,
 ) -> tuple[np.ndarray, ...]:
-    """Outlier existence, location and squared overlap, ``(seeds, deltas, times)``."""
+    """Outlier existence, location and squared overlap, ``(seeds, deltas, times)``.
+
+    Seed ``s`` solves the DMFT with ``n_samples`` paths drawn from seed ``s``: scans with the same
+    ``n_samples`` share their random numbers, so points added to a grid are comparable with it.
+    """
     steps = int(times[-1])
     shape = (seeds, grid.size, times.size)
     has, loc, ovl = np.zeros(shape, dtype=bool), np.full(shape, np.nan), np.full(shape, np.nan)
-    n_samples = max(int(math.ceil(grid.max() * dimension)), n_response)
     for s in range(seeds):
         for j, sol in enumerate(solve_dmft_batch(name, grid, steps, eta, n_samples, seed=s, n_response=n_response, device=device)):
             for k, t in enumerate(times):
@@ -496,14 +514,17 @@ def delta_nn(
     dimension = validation.integer("dimension", dimension, minimum=1)
     n_response = validation.integer("n_response", n_response, minimum=100)
     times = _times(steps, steps if every is None else every)
-    scan = _scan(name, grid, times, eta, dimension, n_response, seeds, device, quantile)
+    n_samples = _scan_samples(grid, dimension, n_response)  # one set of paths for both scans
+    scan = _scan(name, grid, times, eta, n_samples, dimension, n_response, seeds, device, quantile)
     curve = _curve(name, eta, grid, times, scan)
     value, uncertainty = float(curve.delta_star[-1]), float(curve.delta_star_err[-1])
+    fine = np.empty(0)
     if refine and math.isfinite(value):
         low, high = _bracket(grid, scan[0][:, :, -1])
-        fine = np.linspace(low, high, refine + 2)[1:-1]
+        fine = np.setdiff1d(np.linspace(low, high, refine + 2)[1:-1], grid)
+    if fine.size:
         last = np.array([steps])
-        extra = _scan(name, fine, last, eta, dimension, n_response, seeds, device, quantile)
+        extra = _scan(name, fine, last, eta, n_samples, dimension, n_response, seeds, device, quantile)
         merged = np.concatenate([grid, fine])
         order = np.argsort(merged)
         final_scan = tuple(np.concatenate([a[:, :, -1:], b], axis=1)[:, order] for a, b in zip(scan, extra))

@@ -57,6 +57,7 @@ def simulate_gd(
     record_preactivations: tuple[int, ...] = (),
     hessian_steps: tuple[int, ...] = (),
     hessian_count: int = 2,
+    hessian_deltas: list[float] | tuple[float, ...] | None = None,
     project_out_target: bool | tuple[bool, ...] = False,
     dtype: torch.dtype = torch.float32,
     device: str | torch.device | None = None,
@@ -65,7 +66,8 @@ def simulate_gd(
 
     ``record_preactivations`` lists steps at which ``theta(t) . x_i`` is stored; ``hessian_steps``
     steps at which the ``hessian_count`` smallest eigenpairs of the Hessian are computed (dense, so
-    keep ``d`` moderate there).  ``project_out_target`` (one flag, or one per ``delta``) removes the
+    keep ``d`` moderate there), for the runs whose ratio is in ``hessian_deltas`` (default: all;
+    ``nan`` for the others).  ``project_out_target`` (one flag, or one per ``delta``) removes the
     ``theta_*`` component of ``theta`` after every step: the finite-``d`` dynamics with the
     ``d -> infinity`` value ``theta . theta_* = 0`` that DMFT describes (no escape along ``theta_*``).
     """
@@ -78,6 +80,14 @@ def simulate_gd(
     seed = validation.integer("seed", seed, minimum=0)
     for t in (*record_preactivations, *hessian_steps):
         validation.integer("recorded step", t, minimum=0, maximum=steps)
+    if hessian_deltas is None:
+        hessian_runs = np.arange(delta_arr.size)
+    else:
+        wanted = validation.finite_array("hessian_deltas", np.atleast_1d(np.asarray(hessian_deltas, dtype=float)), ndim=1)
+        missing = wanted[~np.isin(wanted, delta_arr)]
+        if missing.size:
+            raise ValueError(f"hessian_deltas must be among deltas {delta_arr.tolist()}, got {missing.tolist()}")
+        hessian_runs = np.flatnonzero(np.isin(delta_arr, wanted))
     dev = config.resolve_device(device)
     flags = np.broadcast_to(np.asarray(project_out_target, dtype=bool), delta_arr.shape).copy()
     gen = config.torch_generator(seed, dev)
@@ -94,27 +104,29 @@ def simulate_gd(
     theta = theta / theta.norm(dim=-1, keepdim=True)
     counts = torch.as_tensor(sizes, device=dev, dtype=dtype)
     shape = (seeds, delta_arr.size, steps + 1)
-    train, norm, overlap = np.zeros(shape), np.zeros(shape), np.zeros(shape)
+    # Per-step scalars stay on the device and are copied to the host once (no sync per step).
+    train, norm, overlap = (torch.zeros(shape, dtype=dtype, device=dev) for _ in range(3))
     preacts: dict[int, list[np.ndarray]] = {}
     hessians: dict[int, tuple[np.ndarray, np.ndarray]] = {}
     weight = torch.zeros(seeds, delta_arr.size, n_max, dtype=dtype, device=dev)  # rows beyond n(delta) stay 0
     for t in range(steps + 1):
         z = torch.bmm(theta, x.transpose(1, 2))  # (seeds, deltas, n_max); one pass over the data
-        norm[:, :, t] = theta.norm(dim=-1).cpu().numpy()
-        overlap[:, :, t] = torch.einsum("skd,sd->sk", theta, theta_star).cpu().numpy()
+        norm[:, :, t] = theta.norm(dim=-1)
+        overlap[:, :, t] = torch.einsum("skd,sd->sk", theta, theta_star)
         for j, n in enumerate(sizes):  # elementwise work only on each run's own n rows
             u = z[:, j, :n].contiguous() + single_neuron.BIAS
             residual = single_neuron.OUTPUT_WEIGHT * act.value(u) - y[:, :n]
-            train[:, j, t] = (0.5 * residual**2).mean(-1).cpu().numpy()
+            train[:, j, t] = (0.5 * residual**2).mean(-1)
             if t < steps:
                 weight[:, j, :n] = single_neuron.OUTPUT_WEIGHT * residual * act.first(u)
         if t in record_preactivations:
             preacts[t] = [z[:, j, : sizes[j]].cpu().numpy() for j in range(delta_arr.size)]
         if t in hessian_steps:
-            hessians[t] = _hessian_extremes(x, y, z, theta_star, sizes, name, hessian_count)
+            hessians[t] = _hessian_extremes(x, y, z, theta_star, sizes, name, hessian_count, hessian_runs)
         if t < steps:
             theta = theta - eta * torch.bmm(weight, x) / counts[None, :, None]
             theta = _remove_target(theta, theta_star, projected)
+    train, norm, overlap = (a.double().cpu().numpy() for a in (train, norm, overlap))
     test = dmft.population_risk(name, norm**2, overlap)
     return GDRuns(name, d, delta_arr, eta, train, test, norm, overlap, preacts, hessians)
 
@@ -125,17 +137,18 @@ def _remove_target(theta: torch.Tensor, theta_star: torch.Tensor, projected: tor
     return theta - projected * along
 
 
-def _hessian_extremes(x, y, z, theta_star, sizes, name: str, count: int) -> tuple[np.ndarray, np.ndarray]:
+def _hessian_extremes(x, y, z, theta_star, sizes, name: str, count: int, runs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The ``count`` smallest Hessian eigenvalues and their squared overlaps with ``theta_*``.
 
-    The Hessian ``(1/n) X^T diag(g) X`` is formed densely in float64 and diagonalised.
+    The Hessian ``(1/n) X^T diag(g) X`` is formed densely in float64 and diagonalised for the
+    delta indices ``runs``; the other entries are ``nan``.
     """
     seeds, n_deltas = z.shape[0], z.shape[1]
-    values = np.zeros((seeds, n_deltas, count))
-    overlaps = np.zeros_like(values)
+    values = np.full((seeds, n_deltas, count), np.nan)
+    overlaps = np.full_like(values, np.nan)
     for s in range(seeds):
         xs = x[s].double()
-        for j in range(n_deltas):
+        for j in runs:
             n = int(sizes[j])
             g = single_neuron.hessian_weight(y[s, :n].double(), z[s, j, :n].double(), name)
             hess = (xs[:n].T * g) @ xs[:n] / n

@@ -91,13 +91,6 @@ def network_output(preactivation: ArrayLike, name: str) -> ArrayLike:
     return _like_input(OUTPUT_WEIGHT * activation(name).value(z + BIAS), was_numpy)
 
 
-def loss_derivative(y: ArrayLike, preactivation: ArrayLike, name: str) -> ArrayLike:
-    """``l'(y, f) = f - y``: the derivative of the squared loss in the network output."""
-    z, was_numpy = _as_tensor(preactivation)
-    y_t, _ = _as_tensor(y)
-    return _like_input(OUTPUT_WEIGHT * activation(name).value(z + BIAS) - y_t.to(z.dtype), was_numpy)
-
-
 def gradient_weight(y: ArrayLike, preactivation: ArrayLike, name: str) -> ArrayLike:
     """``a l'(y, f) sigma'(z + b)``: the empirical-risk gradient is ``(1/n) sum_i weight_i x_i``."""
     z, was_numpy = _as_tensor(preactivation)

@@ -349,14 +349,11 @@ def threshold(
         return 1.0 if m_c == 0.0 else _spike_function(m_c, law, delta)
 
     grid = np.geomspace(delta_min, delta_max, grid_points)
-    previous = margin(grid[0])
-    if previous < 0:
+    if margin(grid[0]) < 0:
         return float(delta_min)
     for low, high in zip(grid[:-1], grid[1:]):
-        current = margin(high)
-        if current < 0:
+        if margin(high) < 0:
             return float(optimize.brentq(margin, low, high, rtol=rtol))
-        previous = current
     return math.inf
 
 
