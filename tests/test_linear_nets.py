@@ -174,3 +174,20 @@ def test_ridge_loss_is_depth_zero_limit():
     w = np.linalg.solve(a_mat + gamma * np.eye(a_mat.shape[0]), c)
     assert ln.ridge_loss(gamma, moments) == pytest.approx(np.mean((x @ w - y) ** 2) + gamma * w @ w, rel=1e-12)
     assert ln.ridge_regularisation(gamma, moments) == pytest.approx(w @ w, rel=1e-12)
+
+
+@pytest.mark.parametrize("depth, gamma", [(10, 0.036), (16, 0.03)])
+def test_deep_effective_minima_match_dense_minimisation(depth, gamma):
+    # For many hidden layers the learned minimum sits far out in s; every local minimum of Eq. (6)
+    # found on a dense grid reaching well past the stationary-point bound must be found.
+    moments, _, _ = _moments()
+    bound = math.sqrt(np.sum(moments.c**2 / moments.a) / (4 * gamma))
+    s = np.linspace(0.0, 3 * bound, 300_001)
+    values = ln.effective_loss(s, gamma, depth, moments)
+    inner = np.flatnonzero((values[1:-1] < values[:-2]) & (values[1:-1] < values[2:])) + 1
+    dense = s[inner]
+    assert dense.size >= 1 and np.all(dense <= bound)
+    found = [m for m in ln.effective_minima(gamma, depth, moments) if m[0] > 0]
+    assert [m[0] for m in found] == pytest.approx(list(dense), abs=2 * (s[1] - s[0]))
+    # The refined minima are at least as low as the best grid point next to them.
+    assert np.all(np.array([m[1] for m in found]) <= values[inner] + 1e-12)

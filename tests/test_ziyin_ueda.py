@@ -62,6 +62,8 @@ def test_reproducible(task):
         (dict(activation="relu"), "activation must be one of"),
         (dict(steps=0), "steps must be >= 1"),
         (dict(n_seeds=1.5), "n_seeds must be an integer"),
+        (dict(momentum=1.0), r"momentum must lie in \[0, 1\)"),
+        (dict(momentum=-0.1), "momentum must be >= 0"),
     ],
 )
 def test_invalid_arguments(task, kwargs, match):

@@ -346,10 +346,16 @@ def regularisation_at(
     return np.sum(numerator / denominator**2, axis=-1) + depth * s**2
 
 
-def _s_upper_bound(gamma: float, depth: int, moments: Moments) -> float:
-    """Any minimum that beats ``s = 0`` has ``gamma D s^2 < sum c_i^2 / a_i`` (the loss is >= OLS loss)."""
+def _s_upper_bound(gamma: float, moments: Moments) -> float:
+    """Bound ``s^2 <= sum_i (c_i^2 / a_i) / (4 gamma)`` on every stationary point ``s > 0`` of Eq. (6).
+
+    ``d lbar / ds = 0`` at ``s > 0`` reads ``s^(2D-2) sum_i c_i^2 / (a_i' s^(2D) + gamma)^2 = 1`` with
+    ``a_i' = (1 + sigma2/d0)^D a_i >= a_i``; since ``(a_i' s^(2D) + gamma)^2 >= 4 a_i' s^(2D) gamma``
+    (AM-GM) the left side is at most ``sum_i c_i^2 / (4 gamma a_i s^2)``.  The bound holds for every
+    depth ``D`` and every ``sigma2 >= 0``.
+    """
     gain = float(np.sum(moments.c**2 / np.maximum(moments.a, 1e-300)))
-    return math.sqrt(gain / (gamma * depth)) if gamma > 0 else math.inf
+    return math.sqrt(gain / (4 * gamma))
 
 
 def effective_minima(
@@ -360,7 +366,8 @@ def effective_minima(
     depth = validation.integer("hidden_layers", hidden_layers, minimum=1)
     if gamma == 0:
         raise ValueError("gamma must be > 0 for the effective landscape to have bounded minima")
-    s_max = 1.5 * _s_upper_bound(gamma, depth, moments)
+    # Every minimum lies below the bound; the margin keeps it away from the end of the grid.
+    s_max = 1.1 * _s_upper_bound(gamma, moments)
     s_grid = np.linspace(0.0, s_max, grid)
     values = effective_loss(s_grid, gamma, depth, moments, sigma2=sigma2, width=width)
     minima = []

@@ -111,7 +111,9 @@ def train_grid(
     init_scale = validation.positive("init_scale", init_scale)
     steps = validation.integer("steps", steps, minimum=1)
     lr = validation.positive("lr", lr)
-    momentum = validation.in_range("momentum", momentum, 0.0, 1.0, closed=True)
+    momentum = validation.non_negative("momentum", momentum)
+    if momentum >= 1:
+        raise ValueError(f"momentum must lie in [0, 1) (the heavy ball does not converge at 1 or above), got {momentum!r}")
     power = validation.positive("power", power)
     activation = validation.one_of("activation", activation, ACTIVATIONS)
     shapes = layer_shapes(x.shape[1], width, hidden_layers)
