@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from phaselab import config, ensemble
+from phaselab import config, ensemble, linear_nets
 
 WIDTHS = [2, 10, 10, 2]
 ETA = (0.9, 0.8)
@@ -33,12 +33,9 @@ N_SAMPLES, BATCH, LR, BETA = 512, 64, 0.08, 0.1
 
 
 def paper_data(seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Gaussian inputs with Sigma_xx = I and outputs y_i = eta_i x_i + sqrt(1 - eta_i^2) noise."""
-    gen = config.torch_generator(seed)
-    x = torch.randn(N_SAMPLES, 2, generator=gen, dtype=torch.float64)
-    eta = torch.tensor(ETA, dtype=torch.float64)
-    y = eta * x + torch.sqrt(1 - eta**2) * torch.randn(N_SAMPLES, 2, generator=gen, dtype=torch.float64)
-    return x, y
+    """The paper's data (App. A), :func:`phaselab.linear_nets.gaussian_data`, as float64 tensors."""
+    x, y = linear_nets.gaussian_data(N_SAMPLES, np.array(ETA), 2, seed=seed)
+    return torch.as_tensor(x), torch.as_tensor(y)
 
 
 def baseline(weights, x, y, epochs: int, seed: int, n_members: int) -> tuple[list[torch.Tensor], np.ndarray, float]:

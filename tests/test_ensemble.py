@@ -111,6 +111,42 @@ def test_escape_detection_agrees_with_records():
     assert early.epochs_run == int(res.escape_epoch.max())
 
 
+def test_recorded_mode_amplitudes_are_projections_of_the_end_to_end_map():
+    x, y = _data()
+    weights = ensemble.init_weights(3, WIDTHS, 0.4, config.torch_generator(2))
+    left = np.linalg.qr(config.numpy_rng(0).standard_normal((2, 2)))[0]
+    right = np.eye(2)[:, ::-1]
+    res = ensemble.train(weights, x, y, epochs=4, lr=0.05, batch_size=16, beta=0.1, record_every=2, device="cpu",
+                         record_modes=(left, right))
+    assert res.mode_amplitudes.shape == (3, 3, 2)
+    product = ensemble.end_to_end(res.weights).numpy()
+    expected = np.einsum("ok,moi,ik->mk", left, product, right)
+    np.testing.assert_allclose(res.mode_amplitudes[-1], expected, rtol=1e-12)
+    plain = ensemble.train(weights, x, y, epochs=4, lr=0.05, batch_size=16, beta=0.1, record_every=2, device="cpu")
+    assert plain.mode_amplitudes is None
+    np.testing.assert_array_equal(plain.singular_values, res.singular_values)  # recording changes nothing
+
+
+def test_mode_crossing_tracks_each_data_mode():
+    """Whitened data (Sigma_yx diagonal): mode k is the entry E_kk, and each crosses halfway to its own
+    minimum (Eq. 2), whatever the order of the singular values."""
+    eta = np.array([0.9, 0.8])
+    x, y = linear_nets.whitened_data(16, eta, 2, seed=0)
+    weights = ensemble.init_weights(4, [2, 6, 6, 2], 0.3, config.torch_generator(3))
+    res = ensemble.train(weights, x, y, epochs=600, lr=0.1, batch_size=16, beta=0.05, device="cpu", record_modes=(np.eye(2), np.eye(2)))
+    minima = [linear_nets.stationary_points(e, 0.05, 3)[1] for e in eta]
+    np.testing.assert_allclose(res.mode_amplitudes[-1], np.tile(minima, (4, 1)), rtol=1e-6)
+    for k in range(2):
+        crossing = res.mode_crossing(k, 0.5 * minima[k])
+        first = np.argmax(res.mode_amplitudes[:, :, k] > 0.5 * minima[k], axis=0)
+        np.testing.assert_array_equal(crossing, res.epochs[first])
+    assert np.all(np.isinf(res.mode_crossing(0, 2.0)))
+    with pytest.raises(ValueError, match="index must be"):
+        res.mode_crossing(2, 0.1)
+    with pytest.raises(ValueError, match="record_modes"):
+        ensemble.train(weights, x, y, epochs=1, lr=0.1, batch_size=16, beta=0.05, device="cpu").mode_crossing(0, 0.1)
+
+
 def test_same_seed_same_numbers_and_per_member_data():
     x, y = _data()
     xs, ys = torch.stack([x, x.flip(0)]), torch.stack([y, y.flip(0)])
@@ -131,6 +167,9 @@ def test_same_seed_same_numbers_and_per_member_data():
         (dict(escape_index=1), "escape_index and escape_threshold must be given together"),
         (dict(stop_when_escaped=True), "stop_when_escaped needs"),
         (dict(x_test=np.zeros((3, 2))), "x_test and y_test must be given together"),
+        (dict(record_modes=np.eye(2)), "record_modes must be a pair"),
+        (dict(record_modes=(np.eye(2), np.eye(3))), r"record_modes must have shapes \(2, k\) and \(2, k\)"),
+        (dict(record_modes=(np.eye(2), np.full((2, 2), np.nan))), r"record_modes\[1\] must have finite entries"),
     ],
 )
 def test_train_rejects_bad_arguments(kwargs, match):

@@ -71,6 +71,16 @@ def test_rotation_keeps_the_end_to_end_map_and_the_loss():
     assert escape.gradient_norm(rotated, SIGMA_YX, BETA) < 1e-12
 
 
+def test_unflatten_inverts_flatten_for_one_network_and_for_a_stack():
+    weights = escape.balanced_weights([0.7, 0.2], WIDTHS)
+    theta = escape.flatten(weights)
+    assert all(torch.equal(a, b) for a, b in zip(escape.unflatten(theta, WIDTHS), weights))
+    stack = torch.stack([theta, 2 * theta])
+    layers = escape.unflatten(stack, WIDTHS)
+    assert [tuple(w.shape) for w in layers] == [(2, 10, 2), (2, 10, 10), (2, 2, 10)]
+    assert all(torch.equal(w[1], 2 * v) for w, v in zip(layers, weights))
+
+
 def test_zero_modes_and_index_match_the_symmetry_count():
     """Orbit dimension of O(10)^2 / O(10 - r)^2 is 2 (45 - (10-r)(9-r)/2): 18 for r = 1, 34 for r = 2."""
     trap, saddle, _ = _points()

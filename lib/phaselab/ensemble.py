@@ -104,6 +104,11 @@ class EnsembleResult:
     independently of the records) at which singular value ``escape_index`` crossed ``escape_threshold``; ``inf`` when it
     never did (a right-censored observation at ``epochs_run``).  ``None`` without escape detection.
     ``epochs_run``: epochs actually trained (fewer than asked when training stopped early).
+    ``mode_amplitudes``: with ``record_modes=(U, V)``, the projections ``u_k^T (W_L ... W_1) v_k``
+    of the end-to-end map onto the given pairs of output/input directions, shape
+    ``(n_recorded, n_members, k)``; ``None`` otherwise.  With ``U``, ``V`` the singular vectors of
+    ``Sigma_yx`` these are the amplitudes ``lambda_k`` of the data's modes (Eq. 2), tracked mode by
+    mode rather than sorted by size.
     """
 
     weights: list[torch.Tensor]
@@ -114,13 +119,25 @@ class EnsembleResult:
     objective: np.ndarray
     escape_epoch: np.ndarray | None
     epochs_run: int
+    mode_amplitudes: np.ndarray | None = None
 
     def first_crossing(self, index: int, threshold: float, *, above: bool = True) -> np.ndarray:
         """Per member, the first recorded epoch at which singular value ``index`` is above (or below)
         ``threshold``; ``inf`` where it never is."""
         index = validation.integer("index", index, minimum=0, maximum=self.singular_values.shape[2] - 1)
         threshold = validation.finite_real("threshold", threshold)
-        values = self.singular_values[:, :, index]
+        return self._first(self.singular_values[:, :, index], threshold, above)
+
+    def mode_crossing(self, index: int, threshold: float, *, above: bool = True) -> np.ndarray:
+        """Per member, the first recorded epoch at which mode amplitude ``index`` (see
+        ``mode_amplitudes``) is above (or below) ``threshold``; ``inf`` where it never is."""
+        if self.mode_amplitudes is None:
+            raise ValueError("mode_amplitudes were not recorded: pass record_modes to train")
+        index = validation.integer("index", index, minimum=0, maximum=self.mode_amplitudes.shape[2] - 1)
+        threshold = validation.finite_real("threshold", threshold)
+        return self._first(self.mode_amplitudes[:, :, index], threshold, above)
+
+    def _first(self, values: np.ndarray, threshold: float, above: bool) -> np.ndarray:
         crossed = values > threshold if above else values < threshold
         first = np.argmax(crossed, axis=0)
         return np.where(crossed.any(axis=0), self.epochs[first].astype(float), np.inf)
@@ -146,6 +163,7 @@ def train(
     escape_above: bool = True,
     escape_check_every: int = 1,
     stop_when_escaped: bool = False,
+    record_modes: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> EnsembleResult:
     """Train every member of the ensemble by minibatch SGD (plus Langevin noise when ``T > 0``).
 
@@ -158,7 +176,9 @@ def train(
     Records every ``record_every`` epochs (and the last).  With ``escape_index`` and
     ``escape_threshold`` the escape epoch of every member is detected after every
     ``escape_check_every``-th epoch (default: every epoch); with ``stop_when_escaped`` training
-    stops once every member has escaped.  Minibatch order and noise
+    stops once every member has escaped.  With ``record_modes=(U, V)``, arrays of shapes
+    ``(d_out, k)`` and ``(d_in, k)``, every record also stores ``u_j^T (W_L ... W_1) v_j`` for each
+    column pair ``j`` (``EnsembleResult.mode_amplitudes``).  Minibatch order and noise
     come from one generator seeded with ``seed``.  Runs on ``device`` (default: CUDA if present).
     """
     device = config.resolve_device(device)
@@ -186,6 +206,7 @@ def train(
         escape_threshold = validation.finite_real("escape_threshold", escape_threshold)
     elif stop_when_escaped:
         raise ValueError("stop_when_escaped needs escape_index and escape_threshold")
+    modes = None if record_modes is None else _check_modes(record_modes, weights, dtype, device)
 
     generator = config.torch_generator(seed, device)
     train_moments = _moments(x_train, y_train)
@@ -198,7 +219,7 @@ def train(
     # float32 normals cast to float64 are ~5x faster on a CPU (benchmarks/ensemble_kernels.py)
     noise_dtype = torch.float32 if device.type == "cpu" else dtype
 
-    records: list[tuple[int, torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor]] = []
+    records: list[tuple[int, torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor, torch.Tensor | None]] = []
     escape_epoch = torch.full((n_members,), float("inf"), dtype=dtype, device=device)
 
     def record(epoch: int) -> None:
@@ -206,12 +227,14 @@ def train(
         train_loss = _data_loss(product, train_moments)
         test_loss = _data_loss(product, test_moments) if has_test else None
         penalty = 0.5 * beta_m * net.theta.square().sum(dim=0)
-        records.append((epoch, torch.linalg.svdvals(product), train_loss, test_loss, train_loss + penalty))
+        amplitudes = None if modes is None else torch.einsum("ok,moi,ik->mk", modes[0], product, modes[1])
+        records.append((epoch, torch.linalg.svdvals(product), train_loss, test_loss, train_loss + penalty, amplitudes))
 
     record(0)
     epoch = 0
     full_sxx, full_syx = (m.permute(1, 2, 0) for m in train_moments[:2])
     for epoch in range(1, epochs + 1):
+        stop = False
         if not plan.full_batch:
             order = epoch_permutations(n_members, n_samples, generator)
             batch_sxx, batch_syx = plan.epoch_moments(sample_moments, order)
@@ -232,8 +255,9 @@ def train(
             sigma = torch.linalg.svdvals(net.end_to_end())[:, escape_index]
             crossed = sigma > escape_threshold if escape_above else sigma < escape_threshold
             escape_epoch = torch.where(crossed & torch.isinf(escape_epoch), float(epoch), escape_epoch)
+            # the only host-device synchronisation of the loop, and only on checking epochs
+            stop = stop_when_escaped and bool(torch.isfinite(escape_epoch).all())
         last = epoch == epochs
-        stop = stop_when_escaped and bool(torch.isfinite(escape_epoch).all())
         if epoch % record_every == 0 or last or stop:
             record(epoch)
         if stop:
@@ -251,6 +275,7 @@ def train(
         objective=stack(4),
         escape_epoch=escape_epoch.cpu().numpy() if detect else None,
         epochs_run=epoch,
+        mode_amplitudes=stack(5) if modes is not None else None,
     )
 
 
@@ -396,6 +421,21 @@ def _check_weights(weights: list[torch.Tensor]) -> None:
             raise ValueError(f"weights[{i}] takes {w.shape[2]} inputs but weights[{i-1}] gives {weights[i-1].shape[1]}")
         if not w.is_floating_point() or not bool(torch.isfinite(w).all()):
             raise ValueError(f"weights[{i}] must be a floating-point tensor with finite entries")
+
+
+def _check_modes(record_modes, weights, dtype, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """``record_modes`` as two tensors ``(d_out, k)`` and ``(d_in, k)`` with finite entries."""
+    d_in, d_out = weights[0].shape[2], weights[-1].shape[1]
+    if not isinstance(record_modes, (tuple, list)) or len(record_modes) != 2:
+        raise ValueError(f"record_modes must be a pair (U of shape (d_out, k), V of shape (d_in, k)), got {type(record_modes).__name__}")
+    left, right = (
+        validation.finite_array(f"record_modes[{i}]", m.detach().cpu().numpy() if isinstance(m, torch.Tensor) else m, ndim=2)
+        for i, m in enumerate(record_modes)
+    )
+    if left.shape[0] != d_out or right.shape[0] != d_in or left.shape[1] != right.shape[1] or left.shape[1] < 1:
+        raise ValueError(f"record_modes must have shapes ({d_out}, k) and ({d_in}, k) with k >= 1, got {left.shape} and {right.shape}")
+    return (torch.as_tensor(np.ascontiguousarray(left), dtype=dtype, device=device),
+            torch.as_tensor(np.ascontiguousarray(right), dtype=dtype, device=device))
 
 
 def _check_data(x_name: str, y_name: str, x, y, weights, dtype, device) -> tuple[torch.Tensor, torch.Tensor]:

@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from scipy.special import gammaln
 
-from phaselab import validation
+from phaselab import ensemble, validation
 from phaselab.stats import linear_fit
 
 
@@ -149,9 +149,11 @@ def flatten(weights: Sequence[torch.Tensor]) -> torch.Tensor:
 
 
 def unflatten(theta: torch.Tensor, widths: Sequence[int]) -> list[torch.Tensor]:
-    """Inverse of :func:`flatten` for the given widths."""
+    """Inverse of :func:`flatten` for the given widths; a ``(n, D)`` stack of vectors gives layers
+    of shape ``(n, d_out, d_in)``, the ensemble layout of :mod:`phaselab.ensemble`."""
     shapes = [(o, i) for i, o in zip(widths[:-1], widths[1:])]
-    return [block.view(shape) for block, shape in zip(theta.split([o * i for o, i in shapes]), shapes)]
+    blocks = theta.split([o * i for o, i in shapes], dim=-1)
+    return [block.reshape(*theta.shape[:-1], *shape) for block, shape in zip(blocks, shapes)]
 
 
 def potential(theta: torch.Tensor, widths: Sequence[int], sigma_yx: torch.Tensor, beta: float) -> torch.Tensor:
@@ -298,17 +300,6 @@ def kramers_langer_log_time(minimum: StationaryPoint, saddle: StationaryPoint, t
     return -log_rate
 
 
-def naive_eq11_log_time(minimum: StationaryPoint, saddle: StationaryPoint, temperature: np.ndarray) -> np.ndarray:
-    """``ln tau`` from Eq. (11) applied to the non-zero eigenvalues only, ignoring the zero modes
-    (what one gets by dropping them): shown to quantify what the orbit treatment changes."""
-    temperature = validation.finite_array("temperature", temperature, positive_entries=True)
-    unstable = float(np.abs(saddle.nonzero[saddle.nonzero < 0][0]))
-    log_prefactor = math.log(2 * math.pi / unstable) + 0.5 * (
-        np.sum(np.log(np.abs(saddle.nonzero))) - np.sum(np.log(minimum.nonzero))
-    )
-    return log_prefactor + (saddle.energy - minimum.energy) / temperature
-
-
 # ---------------------------------------------------------------------------------------------
 # Traps, perturbations and the anharmonic correction
 # ---------------------------------------------------------------------------------------------
@@ -358,13 +349,7 @@ def anharmonic_factor(
     stable = eig > 1e-8 * np.max(np.abs(eig))
     z = rng.standard_normal((n_samples, int(stable.sum()))) * np.sqrt(temperature / eig[stable])
     samples = torch.as_tensor(theta.numpy()[None, :] + z @ vecs[:, stable].T)
-    layers, start = [], 0
-    for d_in, d_out in zip(widths[:-1], widths[1:]):
-        layers.append(samples[:, start : start + d_in * d_out].view(n_samples, d_out, d_in))
-        start += d_in * d_out
-    product = layers[0]
-    for w in layers[1:]:
-        product = w @ product
+    product = ensemble.end_to_end(unflatten(samples, widths))
     energy = 0.5 * (product - target).square().sum(dim=(1, 2)) + 0.5 * beta * samples.square().sum(dim=1)
     harmonic = float(potential(theta, widths, target, beta)) + 0.5 * np.sum(z**2 * eig[stable], axis=1)
     weight = np.exp(-(energy.numpy() - harmonic) / temperature)
