@@ -128,6 +128,17 @@ def test_hessian_noise_has_clipped_hessian_covariance():
     assert np.allclose(np.cov(np.stack([nx.numpy(), ny.numpy()])), h @ h, atol=0.08)
 
 
+def test_isotropic_noise_has_isotropic_covariance_of_the_mean_curvature():
+    gen = torch.Generator().manual_seed(1)
+    n = 200000
+    hxx, hxy, hyy = (torch.full((n,), v, dtype=torch.float64) for v in (3.0, 1.0, -0.5))
+    y = torch.full((n,), 5.0, dtype=torch.float64)
+    nx, ny = tv._noise(hxx, hxy, hyy, y, 1.0, "isotropic", LAND, gen)
+    h_iso = 2 / np.sqrt(LAND.f(5.0, True) * LAND.f(5.0, False))  # the Hessian entries play no part
+    # a sample variance of n normals has standard error var * sqrt(2 / n): allow 5 of them
+    assert np.allclose(np.cov(np.stack([nx.numpy(), ny.numpy()])), h_iso * np.eye(2), rtol=0, atol=5 * h_iso * np.sqrt(2 / n))
+
+
 @pytest.mark.parametrize(
     "kwargs, match",
     [

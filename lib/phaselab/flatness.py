@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from sklearn.datasets import load_digits
 
-from phaselab import config, validation
+from phaselab import config, ensemble, validation
 
 Params = list[torch.Tensor]  # [W1, b1, W2, b2, W3, b3], each with a leading run axis
 
@@ -119,12 +119,12 @@ def train_sgd(params: Params, data: Digits, eta: float, batch_size: int, n_steps
     lr = torch.full((n_runs,), eta, device=dev)
     params = [p.clone() for p in params]
     checkpoints = [[p.clone() for p in params]] if checkpoint_steps[0] == 0 else []
-    per_epoch = n_train // batch_size
+    per_epoch = ensemble.steps_per_epoch(n_train, batch_size)
     order = None
     for step in range(1, n_steps + 1):
         slot = (step - 1) % per_epoch
         if slot == 0:
-            order = torch.argsort(torch.rand(n_runs, n_train, generator=gen, device=dev), dim=1)
+            order = ensemble.epoch_permutations(n_runs, n_train, gen)
         idx = order[:, slot * batch_size : (slot + 1) * batch_size]
         _step(params, data.x_train[idx], data.y_train[idx], lr)
         if step in checkpoint_steps:
@@ -301,7 +301,7 @@ def continuation_experiment(
     n_checkpoints: int,
     max_continuation_steps: int,
     loss_tol: float,
-    thresholds: tuple[float, ...] = (0.9, 0.95, 0.99),
+    thresholds: tuple[float, ...] = (0.9, 0.99),
     flatness_at_all_checkpoints: bool = False,
     seed: int = 0,
 ) -> ContinuationResult:

@@ -421,7 +421,8 @@ def p_flat_after_freezing(delta_s: Any, eps_phi: float, land: Landscape = DEFAUL
 class SimulationResult:
     """Outcome of :func:`simulate`; arrays have a leading cell axis when eta/sigma were arrays.
 
-    ``p_flat``: fraction of runs with x > 0 at the end; ``freezing_steps``: per run the step of the
+    ``p_flat``: fraction of runs in the flat valley (x >= 0, the side convention of the
+    crossings) at the end; ``freezing_steps``: per run the step of the
     last sign change of x (0 for none); ``y_freeze``: y at that step (y0 for none); ``x``, ``y``:
     final positions; ``snapshots``: ``(steps, x, y)`` recorded every ``record_every`` steps or None.
     """
@@ -531,7 +532,7 @@ def simulate(
     snapshots = None
     if records:
         snapshots = (np.array([r[0] for r in records]), np.stack([r[1] for r in records]), np.stack([r[2] for r in records]))
-    p_flat = (x > 0).double().mean(dim=1).cpu().numpy()
+    p_flat = flat.double().mean(dim=1).cpu().numpy()
     out = {
         "p_flat": p_flat,
         "freezing_steps": last_cross.cpu().numpy(),
