@@ -1,9 +1,12 @@
 # The book's two commands: `make book` builds the HTML book, `make test` runs every test.
 # Both create .venv from requirements.txt when it is missing or out of date.
+# For working on a chapter: `make lab` (JupyterLab, pinned in requirements-lab.txt) and
+# `make notebook CHAPTER=<stem>` (execute one chapter into a standalone _build/notebooks/<stem>.ipynb).
 SHELL := /bin/bash
 VENV := .venv
 PYTHON := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+LAB_STAMP := $(VENV)/.lab-installed
 CACHE := _build/.jupyter_cache
 # Chapters: the notebook files named in _toc.yml (pages with code cells).
 CHAPTERS := $(shell grep -oE 'book/[A-Za-z0-9_]+' _toc.yml | sed 's/$$/.md/' | xargs grep -l '^```{code-cell}')
@@ -13,6 +16,8 @@ LIB_HASH = $(shell { echo "scale=$$PHASEBOOK_SCALE"; cat requirements.txt $$(fin
 JUPYTER_BOOK := $(VENV)/bin/jupyter-book build . -W -n --keep-going
 export JUPYTER_PREFER_ENV_PATH := 1
 export PYTHONHASHSEED := 0
+# The checkout being built: ledgers and reports go here even when nbval runs the chapters elsewhere.
+export PHASEBOOK_ROOT := $(CURDIR)
 
 # jupyter-cache hashes only code cells: when lib/phaselab, the pins or the scale change, drop the execution
 # cache, the saved claims ledgers and Sphinx's environment (so every chapter is read, and run, again).
@@ -22,7 +27,7 @@ define fresh_cache
 		rm -rf $(CACHE) _build/ledgers _build/.doctrees; fi; echo $(LIB_HASH) > _build/.lib-hash
 endef
 
-.PHONY: book test setup browser clean
+.PHONY: book test setup browser clean lab notebook
 
 setup: $(STAMP)
 
@@ -31,6 +36,19 @@ $(STAMP): requirements.txt pyproject.toml
 	$(PYTHON) -m pip install --disable-pip-version-check -q -r requirements.txt
 	$(PYTHON) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (phaselab)" > /dev/null
 	touch $(STAMP)
+
+$(LAB_STAMP): $(STAMP) requirements-lab.txt
+	$(PYTHON) -m pip install --disable-pip-version-check -q -r requirements-lab.txt
+	touch $(LAB_STAMP)
+
+# JupyterLab on this checkout: jupytext opens each chapter's .md as a notebook.
+lab: $(LAB_STAMP)
+	$(VENV)/bin/jupyter lab --ServerApp.root_dir=$(CURDIR) $$([ "$$(id -u)" = 0 ] && echo --allow-root)
+
+# One chapter executed and written as the notebook a reader downloads: make notebook CHAPTER=l2_transitions
+notebook: $(STAMP)
+	@[ -n "$(CHAPTER)" ] && [ -f book/$(CHAPTER).md ] || { echo "usage: make notebook CHAPTER=<stem of a file in book/>" >&2; exit 2; }
+	$(PYTHON) _ext/standalone.py book/$(CHAPTER).md -o _build/notebooks/$(CHAPTER).ipynb
 
 # Headless Chromium from Debian's packages for the test of the rendered book (needs root to install).
 browser:
@@ -45,8 +63,8 @@ book: $(STAMP)
 # Unit tests; every chapter executed under nbval (assertion cells are the regression test), each
 # passing chapter stored in the execution cache (_ext/nbval_cache.py) so that the book build that
 # follows renders it without running it again; then the rendered book tested in Chromium.
-test: $(STAMP) browser
-	$(PYTHON) -m pytest tests --ignore=tests/browser
+test: $(STAMP) $(LAB_STAMP) browser
+	PHASEBOOK_LAB_REQUIRED=1 $(PYTHON) -m pytest tests --ignore=tests/browser
 	$(fresh_cache)
 	@nbdir=$$(mktemp -d) && trap 'rm -rf "$$nbdir"' EXIT && \
 	for chapter in $(CHAPTERS); do \

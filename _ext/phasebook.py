@@ -2,10 +2,11 @@
 
 It does what the stock Jupyter Book 1.x set-up does not:
 
-* **Download the executed notebook.** myst-nb writes every executed chapter to
-  ``_build/jupyter_execute/<docname>.ipynb``; this extension copies it next to the page sources
-  (``_build/html/_sources/<docname>.ipynb``) and offers it in the page's download menu, so a reader
-  gets ``<chapter>.ipynb`` *with its outputs* and not only the MyST ``.md`` source.
+* **Download the executed notebook, standing alone.** myst-nb writes every executed chapter to
+  ``_build/jupyter_execute/<docname>.ipynb``; this extension turns it into an ordinary notebook
+  (:mod:`standalone`: figures as cell outputs, glued numbers as text, no MyST-only syntax), writes
+  it next to the page sources (``_build/html/_sources/<docname>.ipynb``) and offers it in the
+  page's download menu.
 * **MathJax without a network.** MathJax 3 is served from the build (``_static/mathjax``), copied
   from the pinned ``sphinx-mathjax-offline`` package, so the book's mathematics renders offline and
   does not depend on a CDN.
@@ -13,6 +14,9 @@ It does what the stock Jupyter Book 1.x set-up does not:
   logs an error for the empty default that Jupyter Book leaves), and scripts registered twice
   (sphinx-thebe 0.3.1 under Sphinx 7.4 adds its inline configuration twice, a redeclared ``const``)
   are written once.
+* **Mathematics in link texts.**  A ``{ref}`` to a section whose title holds mathematics gets the
+  title as plain text from Sphinx, raw TeX included ("The threshold \\delta^*(t)"); such links get
+  a copy of the title's nodes instead, so their mathematics is typeset like the title's.
 * **Pages that are always rebuilt, last.** Docnames in ``phasebook_always_read`` (the
   reproducibility report) are re-read, hence re-executed, on every build, and after every other
   page (Sphinx reads documents in sorted docname order; they are moved to the end of that list), so
@@ -21,6 +25,9 @@ It does what the stock Jupyter Book 1.x set-up does not:
 
 from __future__ import annotations
 
+import copy
+import json
+import re
 import shutil
 from contextlib import suppress
 from importlib import metadata
@@ -28,6 +35,8 @@ from pathlib import Path
 from typing import Any
 
 import nbformat
+import standalone
+from docutils import nodes
 from sphinx.application import Sphinx
 from sphinx.errors import ExtensionError
 from sphinx.util import logging
@@ -50,12 +59,14 @@ def read_last(app: Sphinx, env: Any, docnames: list[str]) -> None:
     docnames.sort(key=lambda name: name in app.config.phasebook_always_read)
 
 
-def executed_notebook(app: Sphinx, pagename: str) -> str | None:
+def executed_notebook(app: Sphinx, pagename: str) -> tuple[nbformat.NotebookNode, dict] | None:
     """The executed notebook of ``pagename`` (JSON text), or ``None`` when the page is no notebook.
 
     myst-nb writes ``_build/jupyter_execute/<page>.ipynb`` for every notebook page, but when the page
     came from the execution cache that file lacks the outputs (myst-nb 1.4 writes the notebook it
     read, not the one merged with the cache).  Then the outputs are merged from the cache here.
+    Returns the notebook and its glued values: myst-nb moves those out of the notebook it writes, into
+    ``<page>.glue.json``.
     """
     if pagename not in app.env.all_docs or not app.env.metadata.get(pagename, {}).get("kernelspec"):
         return None
@@ -69,7 +80,9 @@ def executed_notebook(app: Sphinx, pagename: str) -> str | None:
 
         with suppress(KeyError):
             _, notebook = get_cache(app.env.mystnb_config.execution_cache_path).merge_match_into_notebook(notebook)
-    return nbformat.writes(notebook)
+    glue_file = path.with_suffix(".glue.json")
+    glued = json.loads(glue_file.read_text()) if glue_file.is_file() else {}
+    return notebook, glued
 
 
 def offer_executed_notebook(app: Sphinx, pagename: str, templatename: str, context: dict, doctree: Any) -> None:
@@ -78,12 +91,19 @@ def offer_executed_notebook(app: Sphinx, pagename: str, templatename: str, conte
     sphinx-book-theme adds a ``.ipynb`` entry to its download menu when ``ipynb_source`` is in the
     page context (it sets it itself only when a Binder/JupyterHub launch button is configured).
     """
-    notebook = executed_notebook(app, pagename)
-    if notebook is None:
+    executed = executed_notebook(app, pagename)
+    if executed is None:
+        return
+    notebook, glued = executed
+    try:
+        notebook = standalone.convert_for_book(notebook, Path(pagename).name, Path(app.srcdir), glued=glued)
+    except standalone.MystLeftOver as exc:
+        logger.warning(f"phasebook: the downloadable notebook of {pagename} keeps MyST-only syntax: {exc}",
+                       location=pagename)
         return
     target = Path(app.outdir) / "_sources" / f"{pagename}.ipynb"
     target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(notebook, encoding="utf-8")
+    target.write_text(nbformat.writes(notebook), encoding="utf-8")
     context["ipynb_source"] = f"{pagename}.ipynb"
 
 
@@ -126,6 +146,42 @@ def copy_mathjax(app: Sphinx, exception: Exception | None) -> None:
     logger.info(f"phasebook: MathJax copied to {target}")
 
 
+RAW_TEX = re.compile(r"\\[A-Za-z]+|\^|_\{")
+
+
+def section_title(doctree: nodes.document, node_id: str) -> nodes.title | None:
+    """The title of the section with id ``node_id`` in ``doctree``."""
+    for section in doctree.findall(nodes.section):
+        if node_id in section["ids"] and section.children and isinstance(section[0], nodes.title):
+            return section[0]
+    return None
+
+
+def typeset_link_titles(app: Sphinx, doctree: nodes.document, docname: str) -> None:
+    """Give links whose text is a section title with mathematics that title's nodes (math typeset)."""
+    for reference in list(doctree.findall(nodes.reference)):
+        text = reference.astext()
+        if not RAW_TEX.search(text):
+            continue
+        if reference.get("refid"):
+            target_doc, node_id = docname, reference["refid"]
+        elif "#" in reference.get("refuri", ""):
+            uri, node_id = reference["refuri"].split("#", 1)
+            target_doc = next((name for name in app.env.found_docs
+                               if app.builder.get_relative_uri(docname, name) == uri), None)
+            if target_doc is None:
+                continue
+        else:
+            continue
+        tree = doctree if target_doc == docname else app.env.get_doctree(target_doc)
+        title = section_title(tree, node_id)
+        if title is None or not list(title.findall(nodes.math)) or title.astext() != text:
+            continue
+        inline = nodes.inline("", "", *[copy.deepcopy(child) for child in title.children], classes=["std", "std-ref"])
+        reference.children = []
+        reference += inline
+
+
 def default_colour_mode(app: Sphinx, pagename: str, templatename: str, context: dict, doctree: Any) -> None:
     """Start in the reader's system colour mode (light or dark) unless _config.yml says otherwise."""
     if not context.get("default_mode"):
@@ -159,4 +215,5 @@ def setup(app: Sphinx) -> dict[str, Any]:
     # before sphinx-book-theme's add_header_buttons (priority 501) builds the download menu
     app.connect("html-page-context", offer_executed_notebook, priority=500)
     app.connect("build-finished", copy_mathjax)
+    app.connect("doctree-resolved", typeset_link_titles)
     return {"version": "1.0", "parallel_read_safe": True, "parallel_write_safe": True}

@@ -164,3 +164,51 @@ def test_delta_nn_brackets_the_outlier():
     assert 2.0 <= result.value <= 32.0 and 0 < result.uncertainty <= 12.0
     has = result.curve.has_outlier[0, :, -1]
     assert not has[0] and has[-1]
+
+
+def test_reading_shifts_the_labels_in_the_population_risk():
+    # With y = v^2 - c: E[(u^2 - v^2 + c)^2]/2 = (closed form at c = 0) + c (q - 1) + c^2 / 2.
+    q, rho, c = np.array([0.5, 2.0]), np.array([0.2, -0.7]), 1.0
+    centred = single_neuron.Reading(label_shift=c)
+    expected = dmft.population_risk("quadratic", q, rho) + c * (q - 1) + c**2 / 2
+    assert np.allclose(dmft.population_risk("quadratic", q, rho, centred), expected, rtol=1e-10)
+
+
+def test_reading_enters_gd_and_dmft_alike():
+    # One GD step from theta(0): the DMFT train risk at t = 0 is the risk of the reading's network.
+    reading = single_neuron.Reading(output_weight=1.5, bias=0.3, label_shift=1.0)
+    sol = dmft.solve_dmft("gelu", 4.0, 2, n_samples=20_000, seed=0, reading=reading, device="cpu")
+    runs = neuron_gd.simulate_gd("gelu", [4.0], 300, 2, seeds=8, seed=1, reading=reading, device="cpu")
+    assert runs.reading == reading and sol.reading == reading
+    assert abs(runs.train_risk[:, 0, 0].mean() - sol.train_risk[0]) < 6 * sol.train_risk_sem[0] + 0.05
+    standard = dmft.solve_dmft("gelu", 4.0, 2, n_samples=20_000, seed=0, device="cpu")
+    assert abs(standard.train_risk[0] - sol.train_risk[0]) > 10 * sol.train_risk_sem[0]
+
+
+def test_reading_validates():
+    with pytest.raises(ValueError, match="output_weight"):
+        single_neuron.Reading(output_weight=0.0)
+    with pytest.raises(ValueError, match="label_shift"):
+        single_neuron.Reading(label_shift=math.nan)
+    with pytest.raises(ValueError, match="reading"):
+        dmft.solve_dmft("gelu", 4.0, 2, n_samples=200, reading="centred")
+
+
+def test_success_crossing_recovers_a_logistic_curve():
+    rng = np.random.default_rng(4)
+    deltas = np.geomspace(2, 30, 12)
+    trials = np.full(deltas.size, 400)
+    truth, slope = 7.0, 4.0
+    p = 1 / (1 + (deltas / truth) ** (-slope))
+    found = neuron_gd.success_crossing(deltas, rng.binomial(trials, p), trials)
+    assert abs(found.value - truth) < 4 * found.error
+    assert found.error < 0.3
+    with pytest.raises(ValueError, match="1/2"):
+        neuron_gd.success_crossing(deltas, np.zeros(deltas.size), trials)
+
+
+def test_delta_star_curves_share_solutions_across_dimensions():
+    curves = dmft.delta_star_curves("gelu", [3.0, 8.0, 20.0], 2, dimensions=(100, 400), seeds=1, n_response=200, device="cpu")
+    single = dmft.delta_star_curve("gelu", [3.0, 8.0, 20.0], 2, dimension=400, seeds=1, n_response=200, device="cpu")
+    assert set(curves) == {100, 400}
+    assert np.array_equal(curves[400].has_outlier, single.has_outlier)

@@ -131,12 +131,6 @@ def test_analyse_rejects_non_stationary_points_and_kl_rejects_wrong_indices():
         escape.kramers_langer_log_time(at_trap, at_trap, np.array([1e-3]))
 
 
-def test_anharmonic_factor_is_one_for_a_nearly_harmonic_well():
-    trap, _, _ = _points()
-    factor, err = escape.anharmonic_factor(trap, SIGMA_YX, BETA, 1e-7, config.numpy_rng(0), n_samples=2000)
-    assert abs(factor - 1) < 0.01 and err < 0.01
-
-
 def test_trap_ensemble_is_exactly_low_rank_and_perturbations_leave_it():
     trap = escape.trap_ensemble([0.5, 0.0], WIDTHS, 3, config.torch_generator(0))
     product = trap[2] @ trap[1] @ trap[0]
@@ -169,3 +163,51 @@ def test_balanced_weights_validation():
         escape.balanced_weights([-0.1], WIDTHS)
     with pytest.raises(ValueError, match="at most"):
         escape.balanced_weights([0.1, 0.1, 0.1], WIDTHS)
+
+
+def test_escape_coordinate_density_and_diffusion_have_the_closed_form_moments():
+    # lambda = c^T B u with N(0, s^2) entries: E lambda^2 = n^2 s^6, E|grad lambda|^2 = 3 n^2 s^4;
+    # without the data term (eta -> 0 limit of the Boltzmann factor) p_T = exp(-F/T) up to the data factor
+    n, beta, temp, eta = 9, 0.2, 3e-4, 0.8
+    s2 = temp / beta
+    coord = escape.escape_coordinate(eta, beta, temp, n, 40 * n * s2**1.5, points=800)
+    density = np.exp(-(coord.free_energy - 0.5 * (coord.grid - eta) ** 2) / temp)
+    assert np.trapezoid(density, coord.grid) == pytest.approx(1.0, rel=1e-3)
+    assert np.trapezoid(density * coord.grid**2, coord.grid) == pytest.approx(n**2 * s2**3, rel=1e-3)
+    assert np.trapezoid(density * coord.diffusion, coord.grid) == pytest.approx(temp * 3 * n**2 * s2**2, rel=1e-3)
+    np.testing.assert_allclose(coord.diffusion, coord.diffusion[::-1])  # D is even in lambda
+
+
+def test_mean_first_passage_time_matches_one_dimensional_closed_forms():
+    # one degree of freedom, constant D: free diffusion (b^2 / 2D) and a constant force f
+    # (tau = T/(f D) [b - (T/f)(1 - exp(-f b / T))]), both reflecting at 0 and started there
+    x = np.linspace(0.0, 2.0, 4001)
+    free = escape.EscapeCoordinate(x, np.zeros_like(x), np.full_like(x, 0.5), 1.0)
+    assert escape.mean_first_passage_time(free) == pytest.approx(2.0**2 / (2 * 0.5), rel=1e-6)
+    temp, force, dif, b = 0.3, 0.7, 0.5, 2.0
+    pushed = escape.EscapeCoordinate(x, -force * x, np.full_like(x, dif), temp)
+    exact = temp / (force * dif) * (b - temp / force * (1 - math.exp(-force * b / temp)))
+    assert escape.mean_first_passage_time(pushed) == pytest.approx(exact, rel=1e-6)
+    with pytest.raises(ValueError, match="start"):
+        escape.mean_first_passage_time(free, start=3.0)
+
+
+def test_weak_mode_theory_tends_to_kramers_langer_as_t_goes_to_zero():
+    # ratio to the harmonic law is 1 + a T + O(T^2): its linear extrapolation to T = 0 is 1
+    lam_sad, lam_min = linear_nets.stationary_points(0.8, BETA, 3)
+    temps = np.array([1e-5, 2e-5])
+    theory = escape.weak_mode_escape_time([0.9, 0.8], BETA, temps, WIDTHS, 0.5 * (lam_sad + lam_min))
+    ratio = np.exp(theory.log_tau - theory.log_tau_harmonic)
+    extrapolated = (temps[1] * ratio[0] - temps[0] * ratio[1]) / (temps[1] - temps[0])
+    assert abs(extrapolated - 1) < 0.02, ratio
+    assert ratio[0] < ratio[1]  # anharmonic corrections grow with T and lengthen the escape
+    assert theory.hidden == 9
+
+
+def test_weak_mode_theory_validation():
+    with pytest.raises(ValueError, match="widths"):
+        escape.weak_mode_escape_time([0.9, 0.8], BETA, np.array([1e-4]), [2, 10, 8, 2], 0.3)
+    with pytest.raises(ValueError, match="lambda_out"):
+        escape.weak_mode_escape_time([0.9, 0.8], BETA, np.array([1e-4]), WIDTHS, 0.001)
+    with pytest.raises(ValueError, match="hidden"):
+        escape.escape_coordinate(0.8, BETA, 1e-4, 1, 0.3)

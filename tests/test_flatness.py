@@ -85,3 +85,29 @@ def test_bad_input_is_rejected(data):
         fl.init_params((64,), n_runs=1)
     with pytest.raises(ValueError, match="n_train_per_class"):
         fl.load_digits_split(0)
+
+
+def test_spearman_greater_exact_p_value():
+    x = np.arange(9.0)
+    rho, p = fl.spearman_greater(x, x)
+    assert rho == pytest.approx(1.0) and p == pytest.approx(1 / 362880)
+    # the exact null is symmetric: P(rho >= r) + P(rho >= -r) = 1 + P(rho = r) for r != 0
+    y = np.random.default_rng(0).permutation(9).astype(float)
+    rho, p = fl.spearman_greater(x, y)
+    rho_neg, p_neg = fl.spearman_greater(x, -y)
+    assert rho_neg == pytest.approx(-rho) and 1 <= p + p_neg <= 1.05
+    rho_big, p_big = fl.spearman_greater(np.arange(12.0), np.arange(12.0))
+    assert rho_big == pytest.approx(1.0) and p_big < 1e-6
+    with pytest.raises(ValueError, match="x and y"):
+        fl.spearman_greater(np.arange(3.0), np.arange(4.0))
+
+
+def test_continuation_records_endpoint_training_loss(data):
+    params = fl.init_params((64, 8, 8, 10), n_runs=2)
+    result = fl.continuation_experiment(params, data, eta=0.5, batch_size=10, n_checkpoints=3,
+                                        max_continuation_steps=400, loss_tol=0.3)
+    assert result.train_loss.shape == (3, 2)
+    ends_ok = result.converged
+    assert np.all(result.train_loss[ends_ok] <= 0.3)
+    # the last checkpoint is the end of SGD: its continuation can only lower the training loss
+    assert np.all(np.isfinite(result.train_loss))

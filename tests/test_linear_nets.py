@@ -191,3 +191,51 @@ def test_deep_effective_minima_match_dense_minimisation(depth, gamma):
     assert [m[0] for m in found] == pytest.approx(list(dense), abs=2 * (s[1] - s[0]))
     # The refined minima are at least as low as the best grid point next to them.
     assert np.all(np.array([m[1] for m in found]) <= values[inner] + 1e-12)
+
+
+@pytest.mark.parametrize("sigma2", [0.0, 8.0])
+def test_one_layer_order_parameter_solves_eq6_and_expands_as_landau(sigma2):
+    moments, _, _ = _moments()
+    width = 4
+    gamma_c = moments.signal
+    assert ln.one_layer_order_parameter(gamma_c * 1.01, moments, sigma2=sigma2, width=width) == 0.0
+    gamma = 0.9 * gamma_c
+    s2 = ln.one_layer_order_parameter(gamma, moments, sigma2=sigma2, width=width)
+    s_eq6 = ln.effective_global_minimum(gamma, 1, moments, sigma2=sigma2, width=width)[0]
+    assert s2 == pytest.approx(s_eq6**2, rel=1e-6)
+    # (p1, p2) against a cubic fit of the exact root close to gamma_c.
+    p1, p2 = ln.landau_coefficients(moments, sigma2=sigma2, width=width)
+    delta = -np.linspace(1e-4, 1e-3, 10)
+    roots = [ln.one_layer_order_parameter(gamma_c + d, moments, sigma2=sigma2, width=width) for d in delta]
+    coef = np.linalg.lstsq(np.stack([delta, delta**2, delta**3], axis=1), roots, rcond=None)[0]
+    assert coef[0] == pytest.approx(p1, rel=1e-6)
+    assert coef[1] == pytest.approx(p2, rel=1e-3)
+    assert ln.landau_amplitude(moments, width, sigma2=sigma2) == pytest.approx(-p1 / width**2, rel=1e-12)
+
+
+def test_curvature_jump_is_second_derivative_of_eq6():
+    moments, _, _ = _moments()
+    h = 1e-4
+    gammas = moments.signal - h * np.array([2.0, 3.0, 4.0])
+    values = [ln.effective_loss(math.sqrt(ln.one_layer_order_parameter(g, moments, sigma2=2.0, width=4)), g, 1,
+                                moments, sigma2=2.0, width=4) for g in gammas]
+    second = (values[0] - 2 * values[1] + values[2]) / h**2
+    assert second == pytest.approx(ln.curvature_jump(moments, sigma2=2.0, width=4), rel=0.01)
+    # Their Eq. (B47) is half of it.
+    assert ln.curvature_jump(moments) == pytest.approx(-2 * moments.signal**2 / moments.signal_a0**2, rel=1e-12)
+
+
+@pytest.mark.parametrize(
+    "call, match",
+    [
+        (lambda m: ln.one_layer_order_parameter(0.0, m), "gamma must be > 0"),
+        (lambda m: ln.one_layer_order_parameter(0.1, m, sigma2=-1.0), "sigma2 must be >= 0"),
+        (lambda m: ln.landau_coefficients(m, width=0), "width must be >= 1"),
+        (lambda m: ln.landau_amplitude(m, 0), "width must be >= 1"),
+        (lambda m: ln.curvature_jump(m, sigma2=-0.5), "sigma2 must be >= 0"),
+    ],
+)
+def test_landau_functions_validate(call, match):
+    moments, _, _ = _moments()
+    with pytest.raises(ValueError, match=match):
+        call(moments)

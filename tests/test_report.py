@@ -64,10 +64,6 @@ def test_toc_part_lists_the_files_of_a_part(book: Path):
         report.toc_part("Appendices", book / "_toc.yml")
 
 
-def test_chapter_title_is_the_first_heading(book: Path):
-    assert report.chapter_title("book/second", book) == "The second chapter"
-
-
 def test_cached_execution_matches_the_chapter_as_it_is_now(book: Path):
     from jupyter_cache import get_cache
     from jupyter_cache.base import CacheBundleIn
@@ -87,19 +83,28 @@ def test_cached_execution_matches_the_chapter_as_it_is_now(book: Path):
     assert report.cached_execution(chapter, cache) is None
 
 
-def test_summary_counts_claims_per_chapter(book: Path):
-    first = ledger.Ledger("first", "Paper A")
+def test_summary_counts_findings_per_chapter_and_paper(book: Path):
+    first = ledger.Ledger("first", ["ziyin2023zeroth", "ersoy2026metastable"])
     first.compare("a number", 1.0, 1.05, 0.1, "2 SEM", "sec-a")
-    first.check("a statement", "yes", "no", False, "the test fails", "sec-b")
+    first.check("a statement", "yes", "no", False, "the test fails", "sec-b", paper="ersoy2026metastable")
+    first.check("the same finding", "yes", "no", False, "the test fails", "sec-b", paper="ersoy2026metastable",
+                finding="row-2")
+    first.compare("our theory", 1.0, 1.0, 0.1, "2 SEM", "sec-c", ours=True)
     claims = report.claims_frame([first])
-    assert list(claims["verdict"]) == [ledger.REPRODUCED, ledger.NOT_REPRODUCED]
-    assert list(claims["chapter"]) == ["first", "first"]
+    assert list(claims["kind"]) == [ledger.REPRODUCED, ledger.DOES_NOT_REPRODUCE, ledger.DOES_NOT_REPRODUCE,
+                                    ledger.PREDICTION]
+    assert list(claims["chapter"]) == ["first"] * 4
     summary = report.chapter_summary(["book/first", "book/second"], [first], book / "cache", book)
     assert list(summary["has_ledger"]) == [True, False]
     assert list(summary["builds_ledger"]) == [False, False]  # the test chapters make no Ledger
-    assert list(summary["claims"]) == [2, 0]
-    assert list(summary[ledger.REPRODUCED]) == [1, 0] and list(summary[ledger.NOT_REPRODUCED]) == [1, 0]
+    assert list(summary["rows"]) == [4, 0] and list(summary["findings"]) == [3, 0]
+    assert list(summary[ledger.REPRODUCED]) == [1, 0] and list(summary[ledger.DOES_NOT_REPRODUCE]) == [1, 0]
+    assert list(summary["our prediction: holds"]) == [1, 0]
     assert math.isnan(summary["seconds"][0])
+    per_paper = report.paper_tally([first], ["ziyin2023zeroth", "ersoy2026metastable"]).set_index("paper")
+    assert per_paper.loc["ziyin2023zeroth", ledger.REPRODUCED] == 1
+    assert per_paper.loc["ziyin2023zeroth", "our prediction: holds"] == 1
+    assert per_paper.loc["ersoy2026metastable", ledger.DOES_NOT_REPRODUCE] == 1
 
 
 def test_markdown_table_escapes_cells():
@@ -112,12 +117,6 @@ def test_markdown_table_escapes_cells():
         "| a \\| b | 1.0 |",
         "| two lines | 2.5 |",
     ]
-
-
-def test_literal_markdown_escapes_emphasis_math_and_code():
-    assert report.literal_markdown("delta*_j(t) and *x*, $a$, `c`, [l]") == (
-        r"delta\*\_j(t) and \*x\*, \$a\$, \`c\`, \[l\]"
-    )
 
 
 @pytest.mark.parametrize(
@@ -133,7 +132,36 @@ def test_book_style_is_readable_on_dark_and_light_pages():
     assert not mpl.rcParams["savefig.transparent"]
     colours = mpl.rcParams["axes.prop_cycle"].by_key()["color"]
     assert [c.upper() for c in colours] == list(plotting.OKABE_ITO)
-    assert set(plotting.VERDICT_COLOURS) == set(ledger.VERDICTS)
+    assert min(mpl.rcParams[key] for key in ("xtick.labelsize", "ytick.labelsize", "legend.fontsize",
+                                             "font.size")) >= plotting.MIN_FONT_PT
+
+
+def test_figures_fit_the_column_with_at_most_two_panels_a_row():
+    plotting.use_book_style()
+    fig, axes = plotting.figure(3, width=1.0)
+    assert len(axes) == 3 and fig.get_size_inches()[0] == pytest.approx(plotting.COLUMN_INCHES)
+    assert len({round(ax.get_position().x0, 3) for ax in axes}) == 2  # two columns (and two rows)
+    half, _ = plotting.figure(1, width=0.5)
+    assert half.get_size_inches()[0] == pytest.approx(0.5 * plotting.COLUMN_INCHES)
+    for bad in (dict(panels=0), dict(width=1.5), dict(aspect=0.0)):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            plotting.figure(**{"panels": 1, **bad})
+
+
+def test_png_carries_its_css_width_and_smallest_font():
+    from io import BytesIO
+
+    from PIL import Image
+
+    plotting.use_book_style()
+    fig, (ax,) = plotting.figure(1, width=0.6)
+    ax.plot([0, 1], label="line")
+    ax.set_title("small", fontsize=7)
+    data, size = plotting.png_bytes(fig)
+    image = Image.open(BytesIO(data))
+    assert size["width"] == round(0.6 * plotting.COLUMN_PX)
+    assert image.size[0] == pytest.approx(plotting.RETINA * size["width"], abs=2)
+    assert float(image.text[plotting.PNG_FONT_KEY]) == 7 and float(image.text[plotting.PNG_DPI_KEY]) == 200
 
 
 def test_markdown_table_with_widths_is_a_list_table_with_column_shares():

@@ -66,29 +66,56 @@ def test_binomial_sem_is_nonzero_at_the_edges():
     assert stats.binomial_sem(0.5, 100) == pytest.approx(0.05)
 
 
-def test_ledger_verdicts_follow_the_tolerance(tmp_path):
-    book = ledger.Ledger("demo", "paper")
+def test_ledger_kinds_follow_the_tests(tmp_path):
+    book = ledger.Ledger("demo", ["ziyin2023zeroth", "ersoy2026metastable"])
     assert book.compare("a", 1.0, 1.05, 0.1, "why", "sec") is True
-    assert book.compare("b", 1.0, 1.5, 0.1, "why", "sec") is False
-    assert book.check("c", "yes", "no", False, "why", "sec") is False
-    assert book.counts() == {ledger.REPRODUCED: 1, ledger.NOT_REPRODUCED: 2}
-    assert list(book.table()["Verdict"]) == ["reproduced", "not reproduced", "not reproduced"]
+    assert book.compare("b", 1.0, 1.5, 0.1, "why", "sec", if_not=ledger.CONTRADICTED) is False
+    assert book.check("c", "yes", "no", False, "why", "sec", paper="ersoy2026metastable") is False
+    assert book.compare("d", 2.0, 2.3, 0.1, "why", "sec", ours=True) is False
+    assert book.check("e", "theory", "simulation", True, "why", "sec", ours=True, finding="row-4") is True
+    kinds = [claim.kind for claim in book.claims]
+    assert kinds == [ledger.REPRODUCED, ledger.CONTRADICTED, ledger.DOES_NOT_REPRODUCE, ledger.PREDICTION,
+                     ledger.PREDICTION]
+    assert [claim.paper for claim in book.claims][2] == "ersoy2026metastable"
+    assert book.claims[3].verdict == "our prediction: fails"
+    # rows 4 and 5 rest on one finding: the first counts, once
+    assert book.tally() == {ledger.REPRODUCED: 1, ledger.CONTRADICTED: 1, ledger.DOES_NOT_REPRODUCE: 1,
+                            ledger.DEPENDS: 0, "our prediction: holds": 0, "our prediction: fails": 1}
+    assert book.source == "Ziyin and Ueda (2023); Ersoy and Wiesner (2026)"
     path = book.save(tmp_path)
     (loaded,) = ledger.load_ledgers(tmp_path)
-    assert path.exists() and loaded.claims == book.claims
+    assert path.exists() and loaded.claims == book.claims and loaded.papers == book.papers
     with pytest.raises(ValueError, match="tolerance"):
-        book.compare("d", 1.0, 1.0, -1.0, "why", "sec")
+        book.compare("f", 1.0, 1.0, -1.0, "why", "sec")
+    with pytest.raises(ValueError, match="if_not"):
+        book.compare("g", 1.0, 1.0, 1.0, "why", "sec", if_not=ledger.REPRODUCED)
+    with pytest.raises(ValueError, match="paper must be one of"):
+        book.check("h", "x", "y", True, "why", "sec", paper="wang2026phase")
+    with pytest.raises(ValueError, match="key must be a key"):
+        ledger.Ledger("demo", ["nobody1999"])
 
 
-def test_ledger_show_displays_long_cells_in_full(monkeypatch):
+def test_readings_report_the_range_and_depend_on_the_choice():
+    book = ledger.Ledger("demo", ["wang2026phase"])
+    assert book.readings("x", 6.0, {"centred": 6.2, "raw": 9.0}, 0.5, "why", "sec") == ledger.DEPENDS
+    assert book.readings("y", 6.0, {"centred": 6.2, "raw": 5.9}, 0.5, "why", "sec") == ledger.REPRODUCED
+    assert book.readings("z", 6.0, {"centred": 8.2, "raw": 9.0}, 0.5, "why", "sec") == ledger.DOES_NOT_REPRODUCE
+    assert book.claims[0].our_value == "6.2 to 9 over 2 readings; agreeing: centred"
+
+
+def test_ledger_table_typesets_math_folds_the_reason_and_links_the_evidence(monkeypatch):
     shown = []
     monkeypatch.setattr("IPython.display.display", shown.append)
-    book = ledger.Ledger("demo", "paper")
+    book = ledger.Ledger("demo", ["ziyin2023zeroth"])
     reason = "a reason far longer than the fifty characters at which pandas truncates a cell, " * 2
-    book.compare("claim", 1.0, 1.05, 0.1, reason, "sec")
+    book.compare("$\\beta_c$ at $\\eta = 0.9$ < 1 & more", 1.0, 1.05, 0.1, reason, "sec-demo")
     book.show()
     (html,) = shown
-    assert reason.strip() in html.data and "table-layout: fixed" in html.data
+    assert reason.strip() in html.data and "table-layout:fixed" in html.data
+    assert '<span class="math notranslate nohighlight">\\(\\beta_c\\)</span>' in html.data
+    assert "&lt; 1 &amp; more" in html.data
+    assert '<a href="#sec-demo">evidence</a>' in html.data and "<details><summary>tolerance" in html.data
+    assert ledger.KIND_COLOURS[ledger.REPRODUCED] in html.data
 
 
 @pytest.mark.parametrize("name", ["gelu", "quadratic"])
@@ -119,3 +146,37 @@ def test_hessian_weight_closed_form_for_quadratic():
 def test_unknown_activation_is_rejected():
     with pytest.raises(ValueError, match="activation must be one of"):
         single_neuron.activation("relu")
+
+
+def test_goodness_of_fit_counts_chi2_and_outliers():
+    fit = stats.goodness_of_fit(np.array([1.0, 2.0, 3.0]), np.array([1.0, 2.0, 3.5]), np.full(3, 0.1))
+    assert fit.chi2 == pytest.approx(25.0) and fit.dof == 3 and fit.beyond == 1
+    assert fit.p_value == pytest.approx(1.5440e-5, rel=1e-3) and fit.reduced_chi2 == pytest.approx(25 / 3)
+    assert stats.goodness_of_fit(np.zeros(4), np.zeros(4), np.ones(4), fitted_parameters=1).dof == 3
+    with pytest.raises(ValueError, match="sem"):
+        stats.goodness_of_fit(np.zeros(2), np.zeros(2), np.zeros(2))
+    with pytest.raises(ValueError, match="fitted_parameters"):
+        stats.goodness_of_fit(np.zeros(2), np.zeros(2), np.ones(2), fitted_parameters=2)
+
+
+def test_citations_come_from_the_bibliography():
+    from phaselab import references
+
+    assert references.cite("ziyin2023zeroth") == "Ziyin and Ueda (2023)"
+    assert references.cite("yang2026freezing") == "Yang et al. (2026)"
+    for key in ("ziyin2023zeroth", "ersoy2026metastable", "yang2026freezing", "wang2026phase"):
+        assert references.work(key).identifier.startswith(("arXiv:", "doi:")), key
+    with pytest.raises(ValueError, match="key must be a key"):
+        references.cite("nobody1999")
+
+
+def test_book_root_is_found_from_the_working_directory(tmp_path, monkeypatch):
+    monkeypatch.delenv("PHASEBOOK_ROOT", raising=False)
+    monkeypatch.delenv("PHASEBOOK_LEDGER_DIR", raising=False)
+    (tmp_path / "book" / "sub").mkdir(parents=True)
+    (tmp_path / "_toc.yml").write_text("root: book/intro\n")
+    monkeypatch.chdir(tmp_path / "book" / "sub")
+    assert config.book_root() == tmp_path.resolve()
+    assert ledger.ledger_directory() == tmp_path.resolve() / "_build" / "ledgers"
+    monkeypatch.setenv("PHASEBOOK_ROOT", str(tmp_path / "other"))
+    assert config.book_root() == (tmp_path / "other").resolve()

@@ -191,3 +191,83 @@ def test_master_equation_limits():
     fast = tv.master_equation([5e-3], y0=5.0, t_end=50.0)
     assert fast.p_flat[0, -1] == pytest.approx(tv.stationary_p_flat(fast.y[-1], 5e-3), abs=1e-3)
     assert np.all(np.diff(fast.y) > 0) and fast.mean_y_freeze[0] > 5.0
+
+
+def test_fokker_planck_conventions():
+    y, ds = np.array([2.0, 5.0, 9.0]), 2e-3
+    ito, strat, anti = (tv.stationary_p_flat(y, ds, convention=c) for c in ("ito", "stratonovich", "anti-ito"))
+    odds = lambda p: p / (1 - p)  # noqa: E731
+    # the conventions differ by the factor gamma^(1 - a) in the odds, a = 0, 1/2, 1
+    assert np.allclose(odds(ito) / odds(strat), np.sqrt(LAND.gamma)) and np.allclose(odds(ito) / odds(anti), LAND.gamma)
+    # anti-Ito: P itself continuous at the ridge; check against direct integration
+    xs = np.linspace(-3, 3, 400001)
+    temp = np.where(xs >= 0, 2 * ds / LAND.f(5.0, True), 2 * ds / LAND.f(5.0, False))
+    density = np.exp(-(tv.loss(xs, 5.0) - LAND.L0(5.0)) / temp)
+    assert anti[1] == pytest.approx(density[xs >= 0].sum() / density.sum(), rel=1e-5)
+    with pytest.raises(ValueError, match="convention"):
+        tv.stationary_p_flat(5.0, ds, convention="hanggi")
+
+
+def test_transfer_matrix_gives_the_discrete_ornstein_uhlenbeck_variance():
+    eta, h, sigma = 0.1, 9.0, 0.02  # eta h = 0.9: far from the continuous-time limit
+    edges = np.linspace(-0.6, 0.6, 3001)
+    centres = 0.5 * (edges[1:] + edges[:-1])
+    matrix = tv.transfer_matrix(edges, (1 - eta * h) * centres, np.full(centres.size, eta * np.sqrt(2 * sigma * h)))
+    assert np.allclose(np.asarray(matrix.sum(axis=0)).ravel(), 1.0)
+    p = tv._stationary_vector(matrix)
+    variance = np.sum(p * centres**2) - (2 * (edges[1] - edges[0])) ** 2 / 24  # minus the bin-width term
+    # x' = (1 - eta h) x + eta sqrt(2 sigma h) z has variance eta sigma / (1 - eta h / 2): the
+    # continuous-time variance Delta_S = eta sigma times the step factor (1 - eta h / 2)^-1
+    assert variance == pytest.approx(eta * sigma / (1 - eta * h / 2), rel=2e-3)
+
+
+def test_discrete_stationary_law_limits():
+    y, ds = 5.0, 2e-3
+    ito = float(tv.stationary_p_flat(y, ds))
+    coarse, fine = (tv.discrete_stationary_p_flat(y, eta, ds / eta) for eta in (0.004, 0.001))
+    # eta -> 0 at fixed Delta_S: approaches the Ito law, the error shrinking like sqrt(eta)
+    assert abs(fine - ito) < abs(coarse - ito) < 0.03
+    assert (ito - coarse) / (ito - fine) == pytest.approx(2.0, rel=0.25)
+    # isotropic noise: tends to sqrt(gamma)/(1+sqrt(gamma)), and the finite step favours the flat valley
+    iso_small = tv.discrete_stationary_p_flat(y, 0.002, ds / 0.002, noise="isotropic")
+    iso_large = tv.discrete_stationary_p_flat(y, 0.1, ds / 0.1, noise="isotropic")
+    assert iso_small == pytest.approx(0.8 / 1.45, abs=3e-3) and iso_large > iso_small + 0.05
+    with pytest.raises(ValueError, match="eta"):
+        tv.discrete_stationary_p_flat(y, 0.5, 0.01)
+
+
+def test_x_noise_variance_is_the_clipped_hessian_entry():
+    x = np.array([-0.2, 0.3])
+    hxx = tv.hessian(x, 5.0)[0]
+    var = tv.x_noise_variance(x, 5.0, 0.5)
+    for v, xi in zip(var, x):
+        h = np.array([[tv.hessian(xi, 5.0)[0], tv.hessian(xi, 5.0)[1]], [tv.hessian(xi, 5.0)[1], tv.hessian(xi, 5.0)[2]]])
+        w, vec = np.linalg.eigh(h)
+        assert v == pytest.approx(((vec * np.clip(w, 0, None)) @ vec.T)[0, 0], rel=1e-10)
+    assert np.all(var <= hxx * (1 + 1e-12))
+
+
+def test_authors_phase_diagram_loader_and_convention(tmp_path):
+    from pathlib import Path
+
+    shipped = Path(__file__).resolve().parents[1] / "book" / "data" / "yang-two-valley-phase-diagram-hessian.csv"
+    assert tv.authors_data_file("hessian").read_bytes() == shipped.read_bytes()
+    pd_ = tv.load_authors_phase_diagram(shipped)
+    assert pd_.p_flat.shape == (10, 10) and np.allclose(pd_.eta, np.logspace(-2, -1, 10))
+    # cells where no run crosses read t_f = 1 and y = 5: the never-crossing convention
+    never = pd_.p_flat == 0.5
+    assert np.all(pd_.freezing_step[never & (pd_.freezing_y == 5.0)] >= 1.0)
+    assert np.array_equal(tv.authors_freezing_steps(np.array([0, 7])), np.array([1, 8]))
+    bad = tmp_path / "bad.csv"
+    bad.write_text("eta,sigma\n0.1,0.1\n")
+    with pytest.raises(ValueError, match="path"):
+        tv.load_authors_phase_diagram(bad)
+
+
+def test_simulate_takes_one_start_per_cell():
+    both = tv.simulate([0.01, 0.01], [0.1, 0.1], n_runs=4, n_steps=10, y0=[2.0, 7.0], hold_y=True, seed=2)
+    assert np.all(both.y[0] == 2.0) and np.all(both.y[1] == 7.0)
+    alone = tv.simulate(0.01, 0.1, n_runs=4, n_steps=10, y0=7.0, hold_y=True, seed=5)
+    assert alone.x.shape == (4,)
+    with pytest.raises(ValueError, match="y0"):
+        tv.simulate([0.01, 0.01], [0.1, 0.1], n_runs=4, n_steps=10, y0=[1.0, 2.0, 3.0])

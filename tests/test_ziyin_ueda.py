@@ -1,5 +1,7 @@
 """Unit tests of phaselab.ziyin_ueda: the batched trainer against exact minima and a per-member loop."""
 
+import math
+
 import numpy as np
 import pytest
 
@@ -74,3 +76,64 @@ def test_invalid_arguments(task, kwargs, match):
         zu.train_grid(x, y, np.array([0.1]), **base)
     with pytest.raises(ValueError, match="gammas must have entries >= 0"):
         zu.train_grid(x, y, np.array([-0.1]), hidden_layers=1, width=4, n_seeds=1, init_scale=0.1, steps=5, lr=0.05)
+
+
+def test_stochastic_neurons_reach_eq6_with_noise(task):
+    # The trainer averages over the hidden noise exactly; its minimum is Eq. (6) with (1 + sigma2/d0)^D.
+    x, y, moments = task
+    gammas = np.array([0.1, 0.3])
+    for depth, lr in ((1, 0.05), (2, 0.02)):
+        run = zu.train_grid(x, y, gammas, hidden_layers=depth, width=4, n_seeds=1, init_scale=0.3, steps=4000,
+                            lr=lr, sigma2=2.0, device="cpu", seed=1)
+        theory = [ln.effective_global_minimum(g, depth, moments, sigma2=2.0, width=4)[1] for g in gammas]
+        np.testing.assert_allclose(run.loss[:, 0], theory, atol=1e-7)
+
+
+def test_stochastic_neurons_expected_loss_matches_sampled_noise(task):
+    # The exact noise average against a Monte Carlo average over sampled noise, for fixed weights.
+    import torch
+
+    x, y, _ = task
+    gen = torch.Generator().manual_seed(0)
+    weights = [torch.randn(1, 3, 4, generator=gen, dtype=torch.float64),
+               torch.randn(1, 3, 3, generator=gen, dtype=torch.float64),
+               torch.randn(1, 1, 3, generator=gen, dtype=torch.float64)]
+    xt, yt = torch.as_tensor(x), torch.as_tensor(y)
+    a0, c0, y2 = xt.T @ xt / len(y), xt.T @ yt / len(y), yt @ yt / len(y)
+    exact = float(zu._data_loss(weights, "linear", xt, yt, a0, c0, y2, sigma2=0.5)[0])
+    draws = 4000
+    h = xt.unsqueeze(0).expand(draws, *xt.shape)
+    for w in weights[:-1]:
+        h = h @ w[0].T
+        h = h * (1 + math.sqrt(0.5) * torch.randn(h.shape, generator=gen, dtype=torch.float64))
+    per_draw = (((h @ weights[-1][0].T)[..., 0] - yt) ** 2).mean(dim=1)
+    assert abs(float(per_draw.mean()) - exact) < 4 * float(per_draw.std()) / math.sqrt(draws)
+
+
+def test_convergence_error_bounds_the_remaining_decrease(task):
+    x, y, _ = task
+    kwargs = dict(hidden_layers=2, width=4, n_seeds=1, init_scale=0.3, lr=0.02, device="cpu", seed=3)
+    short = zu.train_grid(x, y, np.array([0.05]), steps=300, **kwargs)
+    long = zu.train_grid(x, y, np.array([0.05]), steps=20000, **kwargs)
+    assert np.all(short.loss - long.loss <= short.convergence_error + 1e-12)
+    assert np.all(long.convergence_error < 1e-10)
+
+
+def test_sigma2_requires_linear_activation(task):
+    x, y, _ = task
+    with pytest.raises(ValueError, match="sigma2 must be 0"):
+        zu.train_grid(x, y, np.array([0.1]), hidden_layers=1, width=4, n_seeds=1, init_scale=0.1, steps=5, lr=0.05,
+                      activation="tanh", sigma2=1.0)
+    with pytest.raises(ValueError, match="sigma2 must be >= 0"):
+        zu.train_grid(x, y, np.array([0.1]), hidden_layers=1, width=4, n_seeds=1, init_scale=0.1, steps=5, lr=0.05,
+                      sigma2=-1.0)
+
+
+def test_tail_estimate_cases():
+    # geometric: d1 = 1e-3, d2 = 5e-4 (r = 0.5): what was left at the middle point is d2 / (1 - r) = 1e-3
+    assert zu._tail_estimate(np.array([1.0015]), np.array([1.0005]), np.array([1.0]))[0] == pytest.approx(1e-3)
+    # stalled at round-off: tiny changes of either sign
+    eps = np.finfo(float).eps
+    assert zu._tail_estimate(np.array([1.0]), np.array([1.0 + 2 * eps]), np.array([1.0]))[0] <= 4 * eps
+    # growing changes: not contracting
+    assert zu._tail_estimate(np.array([1.0]), np.array([0.999]), np.array([0.99]))[0] == np.inf

@@ -14,9 +14,14 @@ rm -rf "$work/src" && mkdir -p "$work/src"
 {
   echo "format: jb-book"
   echo "root: book/intro"
-  echo "chapters:"
-  for stem in "$@"; do echo "  - file: book/$stem"; done
-  echo "  - file: book/references"
+  echo "parts:"
+  echo "  - caption: Chapters"
+  echo "    numbered: true"
+  echo "    chapters:"
+  for stem in "$@"; do echo "      - file: book/$stem"; done
+  echo "  - caption: Back matter"
+  echo "    chapters:"
+  echo "      - file: book/references"
 } > "$work/src/_toc.yml"
 # The real intro links to every chapter; the preview gets a stub so that -n has nothing to miss.
 printf '# Preview\n\nA preview build of %s.\n' "$*" > "$work/src/book/intro.md"

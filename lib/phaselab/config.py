@@ -11,6 +11,7 @@ import ctypes
 import functools
 import os
 import sys
+from pathlib import Path
 from typing import TypeVar
 
 import numpy as np
@@ -31,6 +32,24 @@ def scale() -> str:
 def by_scale(default: T, paper: T) -> T:
     """Pick ``default`` or ``paper`` according to :func:`scale`."""
     return paper if scale() == "paper" else default
+
+
+def book_root() -> Path | None:
+    """The checkout of the book the current process works in, or ``None`` outside one.
+
+    ``$PHASEBOOK_ROOT`` when set (``make test`` sets it: nbval runs the chapters from a scratch
+    folder), else the nearest folder at or above the working directory that holds ``_toc.yml``
+    and ``book/``.  Found from the working directory, not from where ``phaselab`` is installed, so
+    that one environment shared by two checkouts writes into the checkout being built.
+    """
+    override = os.environ.get("PHASEBOOK_ROOT")
+    if override:
+        return Path(override).resolve()
+    here = Path.cwd().resolve()
+    for folder in (here, *here.parents):
+        if (folder / "_toc.yml").is_file() and (folder / "book").is_dir():
+            return folder
+    return None
 
 
 def default_device() -> torch.device:

@@ -1,8 +1,9 @@
 """Dynamical mean-field theory (DMFT) of full-batch gradient descent on a single neuron (Chapter 4).
 
-The finite-size problem (conventions of :mod:`phaselab.single_neuron`): ``n = delta d`` samples
-``x_i ~ N(0, I_d)``, labels ``y_i = (theta_* . x_i)^2``, network ``f(x) = a sigma(theta . x + b)``,
-empirical risk ``(1/n) sum_i (y_i - f(x_i))^2 / 2`` and
+The finite-size problem (conventions of :mod:`phaselab.single_neuron`, one
+:class:`~phaselab.single_neuron.Reading` of ``a``, ``b`` and the label shift ``c``): ``n = delta d``
+samples ``x_i ~ N(0, I_d)``, labels ``y_i = (theta_* . x_i)^2 - c``, network ``f(x) = a sigma(theta . x + b)``,
+empirical risk ``(1/n) sum_i (y_i - f(x_i))^2 / 2`` and::
 
     theta(t+1) = theta(t) - eta (1/n) sum_i F(theta(t) . x_i, y_i) x_i,
     F(v, y) = a (a sigma(v + b) - y) sigma'(v + b),            dF/dv = g(y, v)  (Hessian weight).
@@ -10,8 +11,8 @@ empirical risk ``(1/n) sum_i (y_i - f(x_i))^2 / 2`` and
 Normalisation.  Write ``A = X / sqrt(d)`` (entries of variance ``1/d``) and ``Theta = sqrt(d) theta``
 (coordinates of order one, ``Theta(0) ~ N(0, 1)``).  Then ``theta . x_i = (A Theta)_i`` and
 ``Theta(t+1) = Theta(t) - (eta / delta) A^T F(t)``.  The cavity method for this iteration gives the
-DMFT of the slides (Montanari and Wang, "DMFT: Evolution equations"), with their ``F = eta F``,
-``R_theta`` and ``R_l`` (their ``1/eta`` factors cancel that ``eta``):
+DMFT of the slides (Wang and Montanari, "DMFT: Evolution equations"), with their ``F = eta F``,
+``R_theta`` and ``R_l`` (their ``1/eta`` factors cancel that ``eta``)::
 
     V(t)       = W(t) - (eta/delta) sum_{s<t} R_theta(t, s) F(V(s), y),   W ~ GP(0, C_theta),
     Theta(t+1) = Theta(t) - eta sum_{s<=t} R_l(t, s) Theta(s) - eta R_l(t, *) Theta_* + eta Q(t),
@@ -22,9 +23,9 @@ DMFT of the slides (Montanari and Wang, "DMFT: Evolution equations"), with their
 ``V(t)`` is the law of the pre-activations ``theta(t) . x_i`` on the training points, and the slides'
 (1/n)- and (1/d)-averages become expectations.  The orthogonal part of the gradient, of norm
 ``O(sqrt(d/n))``, is the noise ``eta Q`` with variance ``eta^2 C_l / delta`` per coordinate of
-``Theta``.  For phase retrieval ``y = V_*^2`` is even in ``V_*`` and ``Theta(0)`` is independent of
+``Theta``.  For phase retrieval ``y = V_*^2 - c`` is even in ``V_*`` and ``Theta(0)`` is independent of
 ``Theta_*``: then ``C_theta(t, *) = 0`` and ``R_l(t, *) = 0`` at all ``t`` (checked by
-:attr:`DMFTSolution.target_response`), so the hard direction is never learned in ``O(1)`` time.
+``DMFTSolution.target_response``), so the hard direction is never learned in ``O(1)`` time.
 
 Solver.  The ``Theta`` equation is linear: ``Theta(t) = a_t Theta(0) + eta sum_{s<t} K(t, s) Q(s)`` with
 deterministic ``a, K`` (and ``K = R_theta``), so ``C_theta`` and ``R_theta`` are exact given the
@@ -33,7 +34,7 @@ q(s)`` with ``q ~ GP(0, C_l / delta)`` drawn causally from an incremental Choles
 then Monte Carlo over ``n_samples`` paths, ``R_l`` by exact tangent propagation
 ``J(t, s) = dV(t)/dW(s)`` on the first ``n_response`` paths.  In discrete time every kernel at time
 ``t`` depends only on earlier times, so one causal sweep *is* the fixed point of the DMFT map; the
-solver reports the residual of one more application of the map (:attr:`DMFTSolution.fixed_point_residual`).
+solver reports the residual of one more application of the map (``DMFTSolution.fixed_point_residual``).
 """
 
 from __future__ import annotations
@@ -61,7 +62,8 @@ def step_size(activation: str, eta: float | None = None) -> float:
     return DEFAULT_STEP_SIZE[name] if eta is None else validation.positive("eta", eta)
 
 
-def population_risk(activation: str, norm_squared: np.ndarray, overlap: np.ndarray) -> np.ndarray:
+def population_risk(activation: str, norm_squared: np.ndarray, overlap: np.ndarray,
+                    reading: single_neuron.Reading = single_neuron.STANDARD) -> np.ndarray:
     """Test risk ``E[(y - f(x))^2] / 2`` on a fresh ``x`` given ``|theta|^2`` and ``theta . theta_*``.
 
     ``(theta . x, theta_* . x)`` is Gaussian with covariance ``[[|theta|^2, rho], [rho, 1]]``; the
@@ -78,8 +80,9 @@ def population_risk(activation: str, norm_squared: np.ndarray, overlap: np.ndarr
     sq = np.sqrt(q)[..., None, None]
     u = sq * z1
     vstar = (rho[..., None, None] / sq) * z1 + np.sqrt(np.clip(1 - rho**2 / q, 0, None))[..., None, None] * z2
-    out = single_neuron.network_output(np.broadcast_to(u, vstar.shape).copy(), activation)
-    return 0.5 * np.sum(w2 * (out - vstar**2) ** 2, axis=(-2, -1))
+    out = single_neuron.network_output(np.broadcast_to(u, vstar.shape).copy(), activation, reading)
+    target = single_neuron.phase_retrieval_target(vstar, reading)
+    return 0.5 * np.sum(w2 * (out - target) ** 2, axis=(-2, -1))
 
 
 @dataclass(frozen=True)
@@ -88,12 +91,13 @@ class DMFTSolution:
 
     Arrays indexed by time have length ``steps + 1``.  ``preactivations`` (``n_samples x (steps+1)``)
     are samples of ``V(t)``, the law of ``theta(t) . x_i`` on training points; ``target_projection``
-    the matching samples of ``V_*`` (``y = V_*^2``).  ``*_sem`` are Monte Carlo standard errors.
+    the matching samples of ``V_*`` (``y = V_*^2 - c``).  ``*_sem`` are Monte Carlo standard errors.
     """
 
     activation: str
     delta: float
     eta: float
+    reading: single_neuron.Reading
     train_risk: np.ndarray
     train_risk_sem: np.ndarray
     test_risk: np.ndarray
@@ -120,8 +124,8 @@ class DMFTSolution:
     def hessian_weights(self, t: int) -> np.ndarray:
         """Samples of ``G_t = g(y, V(t))``, the weights of the Hessian ``(1/n) sum_i G_i x_i x_i^T``."""
         t = validation.integer("t", t, minimum=0, maximum=self.steps)
-        y = single_neuron.phase_retrieval_target(self.target_projection)
-        return single_neuron.hessian_weight(y, self.preactivations[:, t], self.activation)
+        y = single_neuron.phase_retrieval_target(self.target_projection, self.reading)
+        return single_neuron.hessian_weight(y, self.preactivations[:, t], self.activation, self.reading)
 
     def hessian_outlier(self, t: int, dimension: int | None = None, quantile: float | None = None) -> spectra.Outlier | None:
         """The informative outlier of the Hessian at step ``t`` from the outlier equation (or None).
@@ -162,7 +166,8 @@ def _cholesky_row(factor: torch.Tensor, row: torch.Tensor, jitter: torch.Tensor)
     return out
 
 
-def _sweep(name: str, deltas: torch.Tensor, steps: int, eta: float, noise: torch.Tensor, n_response: int, kernels=None):
+def _sweep(name: str, deltas: torch.Tensor, steps: int, eta: float, noise: torch.Tensor, n_response: int,
+           reading: single_neuron.Reading, kernels=None):
     """One causal sweep of the DMFT map for a batch of ``deltas``.
 
     ``noise`` is ``n_samples x (steps + 3)`` standard Gaussians: column 0 is ``V_*``, column 1 is
@@ -174,7 +179,7 @@ def _sweep(name: str, deltas: torch.Tensor, steps: int, eta: float, noise: torch
     batch, n = deltas.shape[0], noise.shape[0]
     opts = dict(dtype=noise.dtype, device=noise.device)
     vstar, w0, innovations = noise[:, 0], noise[:, 1], noise[:, 2:]
-    y = vstar * vstar
+    y = single_neuron.phase_retrieval_target(vstar, reading)
     ratio = (eta / deltas)[:, None]
     v = torch.zeros(batch, steps + 1, n, **opts)  # time-major: the slice at one t is contiguous
     f = torch.zeros_like(v)
@@ -194,9 +199,9 @@ def _sweep(name: str, deltas: torch.Tensor, steps: int, eta: float, noise: torch
         kt = k[:, t, :t]
         w = a[:, t, None] * w0 + eta * torch.einsum("bs,bsn->bn", kt, q[:, :t])
         v[:, t] = w - ratio * torch.einsum("bs,bsn->bn", kt, f[:, :t])
-        f[:, t] = single_neuron.gradient_weight(y, v[:, t], name)
-        g[:, t] = single_neuron.hessian_weight(y[:n_response], v[:, t, :n_response], name)  # dF/dv
-        df_dy[:, t] = -single_neuron.OUTPUT_WEIGHT * act.first(v[:, t, :n_response] + single_neuron.BIAS)
+        f[:, t] = single_neuron.gradient_weight(y, v[:, t], name, reading)
+        g[:, t] = single_neuron.hessian_weight(y[:n_response], v[:, t, :n_response], name, reading)  # dF/dv
+        df_dy[:, t] = -reading.output_weight * act.first(v[:, t, :n_response] + reading.bias)
         jac[:, :, t, t] = 1.0
         if t > 0:
             coeff = -ratio[:, :, None] * kt[:, :, None] * g[:, :t]  # (batch, t, n_response)
@@ -258,6 +263,7 @@ def solve_dmft_batch(
     *,
     n_response: int | None = None,
     check_fixed_point: bool = False,
+    reading: single_neuron.Reading = single_neuron.STANDARD,
     device: str | torch.device | None = None,
 ) -> list[DMFTSolution]:
     """DMFT solutions at several ``deltas`` with common random numbers (one batched tensor program).
@@ -267,8 +273,10 @@ def solve_dmft_batch(
     fixed cap).
     ``check_fixed_point`` applies the DMFT map once more to the solution's kernels and stores the
     largest change of ``C_theta`` and ``R_l`` in ``fixed_point_residual`` (``nan`` when not checked).
+    ``reading`` fixes ``a``, ``b`` and the label shift (:class:`phaselab.single_neuron.Reading`).
     """
     name = single_neuron.activation(activation).name
+    _check_reading(reading)
     delta_arr = validation.finite_array("deltas", np.atleast_1d(np.asarray(deltas, dtype=float)), ndim=1, positive_entries=True)
     steps = validation.integer("steps", steps, minimum=0, maximum=2000)
     eta = step_size(name, eta)
@@ -282,19 +290,25 @@ def solve_dmft_batch(
     solutions: list[DMFTSolution] = []
     for start in range(0, delta_arr.size, chunk):
         part = torch.as_tensor(delta_arr[start : start + chunk], dtype=torch.float64, device=dev)
-        sol = _sweep(name, part, steps, eta, noise, n_response)
+        sol = _sweep(name, part, steps, eta, noise, n_response, reading)
         residual = torch.full((part.shape[0],), math.nan, dtype=part.dtype)
         if check_fixed_point:
-            again = _sweep(name, part, steps, eta, noise, n_response, kernels=(sol["c_ell"], sol["r_ell"]))
+            again = _sweep(name, part, steps, eta, noise, n_response, reading, kernels=(sol["c_ell"], sol["r_ell"]))
             residual = torch.amax(torch.abs(again["c_theta"] - sol["c_theta"]), dim=(1, 2)) + torch.amax(
                 torch.abs(again["r_ell"] - sol["r_ell"]), dim=(1, 2)
             )
-        solutions.extend(_package(name, float(part[i]), eta, sol, i, float(residual[i])) for i in range(part.shape[0]))
+        solutions.extend(_package(name, float(part[i]), eta, reading, sol, i, float(residual[i])) for i in range(part.shape[0]))
     return solutions
 
 
-def _package(name: str, delta: float, eta: float, sol: dict, i: int, residual: float) -> DMFTSolution:
-    loss = 0.5 * (single_neuron.network_output(sol["v"][i], name) - sol["y"][None, :]) ** 2
+def _check_reading(reading) -> None:
+    if not isinstance(reading, single_neuron.Reading):
+        raise ValueError(f"reading must be a phaselab.single_neuron.Reading, got {type(reading).__name__}")
+
+
+def _package(name: str, delta: float, eta: float, reading: single_neuron.Reading, sol: dict, i: int,
+             residual: float) -> DMFTSolution:
+    loss = 0.5 * (single_neuron.network_output(sol["v"][i], name, reading) - sol["y"][None, :]) ** 2
     n = loss.shape[1]
     c_theta = sol["c_theta"][i].cpu().numpy()
     target = sol["target"][i]
@@ -302,9 +316,10 @@ def _package(name: str, delta: float, eta: float, sol: dict, i: int, residual: f
         activation=name,
         delta=delta,
         eta=eta,
+        reading=reading,
         train_risk=loss.mean(1).cpu().numpy(),
         train_risk_sem=(loss.std(1) / math.sqrt(n)).cpu().numpy(),
-        test_risk=population_risk(name, np.diag(c_theta), np.zeros(c_theta.shape[0])),
+        test_risk=population_risk(name, np.diag(c_theta), np.zeros(c_theta.shape[0]), reading),
         c_theta=c_theta,
         r_theta=sol["r_theta"][i].cpu().numpy(),
         c_ell=sol["c_ell"][i].cpu().numpy(),
@@ -328,6 +343,7 @@ def solve_dmft(
     *,
     n_response: int | None = None,
     check_fixed_point: bool = False,
+    reading: single_neuron.Reading = single_neuron.STANDARD,
     device: str | torch.device | None = None,
 ) -> DMFTSolution:
     """Solve the DMFT of gradient descent at sample ratio ``delta = n/d`` for ``steps`` steps.
@@ -338,7 +354,8 @@ def solve_dmft(
     """
     delta = validation.positive("delta", delta)
     return solve_dmft_batch(
-        activation, [delta], steps, eta, n_samples, seed, n_response=n_response, check_fixed_point=check_fixed_point, device=device
+        activation, [delta], steps, eta, n_samples, seed, n_response=n_response, check_fixed_point=check_fixed_point,
+        reading=reading, device=device,
     )[0]
 
 
@@ -361,6 +378,11 @@ class ThresholdCurve:
     overlap_squared: np.ndarray
     delta_star: np.ndarray
     delta_star_err: np.ndarray
+
+    def replica_thresholds(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per Monte Carlo replica and evaluated step: midpoint and half-width of the grid cell where the
+        outlier appears, arrays ``(seeds, times)`` (``inf`` midpoint where no grid point has one)."""
+        return _cell_thresholds(self.deltas, self.has_outlier)
 
 
 def _cell_thresholds(deltas: np.ndarray, has_outlier: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -390,6 +412,7 @@ def delta_star_curve(
     every: int = 1,
     quantile: float | None = None,
     n_response: int = 4000,
+    reading: single_neuron.Reading = single_neuron.STANDARD,
     device: str | torch.device | None = None,
 ) -> ThresholdCurve:
     """``delta*(t)`` for ``t = 0..steps`` on a grid of ``deltas`` (slides, "Formulas for computing delta_NN").
@@ -401,15 +424,43 @@ def delta_star_curve(
     ``quantile`` drops the weights below that quantile first.  The kernels use ``n_response``
     tangent paths; the outlier equation is evaluated every ``every`` steps (and at ``steps``).
     """
+    dimension = validation.integer("dimension", dimension, minimum=1)
+    return delta_star_curves(activation, deltas, steps, eta, (dimension,), seeds, every=every, quantile=quantile,
+                             n_response=n_response, reading=reading, device=device)[dimension]
+
+
+def delta_star_curves(
+    activation: str,
+    deltas,
+    steps: int,
+    eta: float | None = None,
+    dimensions=(1000,),
+    seeds: int = 2,
+    *,
+    every: int = 1,
+    quantile: float | None = None,
+    n_response: int = 4000,
+    reading: single_neuron.Reading = single_neuron.STANDARD,
+    device: str | torch.device | None = None,
+) -> dict[int, ThresholdCurve]:
+    """:func:`delta_star_curve` for several Hessian dimensions from the same DMFT solutions.
+
+    Returns ``{dimension: ThresholdCurve}``: the outlier equation with the bulk edge of ``n = delta d``
+    samples for each ``d`` in ``dimensions`` (the DMFT is solved once per seed and grid point).
+    """
     name = single_neuron.activation(activation).name
+    _check_reading(reading)
     grid = np.sort(validation.finite_array("deltas", np.atleast_1d(np.asarray(deltas, dtype=float)), ndim=1, positive_entries=True))
     seeds = validation.integer("seeds", seeds, minimum=1)
-    dimension = validation.integer("dimension", dimension, minimum=1)
+    dims = tuple(validation.integer("dimensions", dim, minimum=1) for dim in np.atleast_1d(dimensions))
+    if not dims:
+        raise ValueError("dimensions must hold at least one dimension")
     n_response = validation.integer("n_response", n_response, minimum=100)
     eta = step_size(name, eta)
     times = _times(steps, every)
-    n_samples = _scan_samples(grid, dimension, n_response)
-    return _curve(name, eta, grid, times, _scan(name, grid, times, eta, n_samples, dimension, n_response, seeds, device, quantile))
+    n_samples = _scan_samples(grid, max(dims), n_response)
+    scans = _scan(name, grid, times, eta, n_samples, dims, n_response, seeds, device, quantile, reading)
+    return {dim: _curve(name, eta, grid, times, scans[dim]) for dim in dims}
 
 
 def _times(steps: int, every: int) -> np.ndarray:
@@ -429,27 +480,31 @@ def _scan(
     times: np.ndarray,
     eta: float,
     n_samples: int,
-    dimension: int,
+    dimensions: tuple[int, ...],
     n_response: int,
     seeds: int,
     device,
     quantile: float | None = None,
-) -> tuple[np.ndarray, ...]:
-    """Outlier existence, location and squared overlap, ``(seeds, deltas, times)``.
+    reading: single_neuron.Reading = single_neuron.STANDARD,
+) -> dict[int, tuple[np.ndarray, ...]]:
+    """Per Hessian dimension: outlier existence, location and squared overlap, ``(seeds, deltas, times)``.
 
     Seed ``s`` solves the DMFT with ``n_samples`` paths drawn from seed ``s``: scans with the same
     ``n_samples`` share their random numbers, so points added to a grid are comparable with it.
     """
     steps = int(times[-1])
     shape = (seeds, grid.size, times.size)
-    has, loc, ovl = np.zeros(shape, dtype=bool), np.full(shape, np.nan), np.full(shape, np.nan)
+    out = {dim: (np.zeros(shape, dtype=bool), np.full(shape, np.nan), np.full(shape, np.nan)) for dim in dimensions}
     for s in range(seeds):
-        for j, sol in enumerate(solve_dmft_batch(name, grid, steps, eta, n_samples, seed=s, n_response=n_response, device=device)):
+        solutions = solve_dmft_batch(name, grid, steps, eta, n_samples, seed=s, n_response=n_response, reading=reading,
+                                     device=device)
+        for j, sol in enumerate(solutions):
             for k, t in enumerate(times):
-                found = sol.hessian_outlier(int(t), dimension, quantile)
-                if found is not None:
-                    has[s, j, k], loc[s, j, k], ovl[s, j, k] = True, found.location, found.overlap_squared
-    return has, loc, ovl
+                for dim, (has, loc, ovl) in out.items():
+                    found = sol.hessian_outlier(int(t), dim, quantile)
+                    if found is not None:
+                        has[s, j, k], loc[s, j, k], ovl[s, j, k] = True, found.location, found.overlap_squared
+    return out
 
 
 def _curve(name: str, eta: float, grid: np.ndarray, times: np.ndarray, scan: tuple[np.ndarray, ...]) -> ThresholdCurve:
@@ -489,6 +544,7 @@ def delta_nn(
     every: int | None = None,
     quantile: float | None = None,
     n_response: int = 4000,
+    reading: single_neuron.Reading = single_neuron.STANDARD,
     device: str | torch.device | None = None,
 ) -> Threshold:
     """The threshold ``delta_NN = lim_t delta*(t)`` (slides), estimated at the horizon ``steps``.
@@ -500,6 +556,7 @@ def delta_nn(
     the spread over ``seeds`` Monte Carlo seeds; whether ``steps`` is long enough shows in ``curve``.
     """
     name = single_neuron.activation(activation).name
+    _check_reading(reading)
     eta = step_size(name, eta)
     if grid is None:
         low, high, points = coarse
@@ -515,7 +572,7 @@ def delta_nn(
     n_response = validation.integer("n_response", n_response, minimum=100)
     times = _times(steps, steps if every is None else every)
     n_samples = _scan_samples(grid, dimension, n_response)  # one set of paths for both scans
-    scan = _scan(name, grid, times, eta, n_samples, dimension, n_response, seeds, device, quantile)
+    scan = _scan(name, grid, times, eta, n_samples, (dimension,), n_response, seeds, device, quantile, reading)[dimension]
     curve = _curve(name, eta, grid, times, scan)
     value, uncertainty = float(curve.delta_star[-1]), float(curve.delta_star_err[-1])
     fine = np.empty(0)
@@ -524,7 +581,7 @@ def delta_nn(
         fine = np.setdiff1d(np.linspace(low, high, refine + 2)[1:-1], grid)
     if fine.size:
         last = np.array([steps])
-        extra = _scan(name, fine, last, eta, n_samples, dimension, n_response, seeds, device, quantile)
+        extra = _scan(name, fine, last, eta, n_samples, (dimension,), n_response, seeds, device, quantile, reading)[dimension]
         merged = np.concatenate([grid, fine])
         order = np.argsort(merged)
         final_scan = tuple(np.concatenate([a[:, :, -1:], b], axis=1)[:, order] for a, b in zip(scan, extra))

@@ -1,8 +1,10 @@
 """Escape from metastable phases of deep linear networks: censored escape-time statistics, exact
-stationary points in weight space, their Hessians, and the Kramers-Langer rate with zero modes.
+stationary points in weight space, their Hessians, the Kramers-Langer rate with zero modes, and an
+escape-time theory without fitted constants (the weak mode's escape coordinate, its free energy
+``F(lambda)`` and diffusion ``D(lambda)``, and the one-dimensional mean first-passage time).
 
 Conventions are those of :mod:`phaselab.linear_nets` and :mod:`phaselab.ensemble`: with
-``Sigma_xx = I`` the loss of weights ``theta = (W_1, ..., W_L)`` is, up to a constant,
+``Sigma_xx = I`` the loss of weights ``theta = (W_1, ..., W_L)`` is, up to a constant::
 
     U(theta) = (1/2) ||W_L ... W_1 - Sigma_yx||_F^2 + (beta/2) sum_l ||W_l||_F^2,
 
@@ -14,13 +16,13 @@ Kramers-Langer (Ersoy & Wiesner Eq. 11; Langer 1969).  The loss is invariant und
 ``G = O(h_1) x ... x O(h_{L-1})``.  Each stationary point therefore lies on a manifold (its
 ``G``-orbit) of equivalent ones along which the Hessian vanishes: ``z`` zero modes, and Eq. (11),
 which divides by every eigenvalue, cannot be applied as written.  Integrating the Boltzmann factor
-exactly along the orbit and in the Gaussian approximation across it gives the rate
+exactly along the orbit and in the Gaussian approximation across it gives the rate::
 
     k = (|w_u| / 2 pi) (V_sad / V_min) (2 pi T)^((z_min - z_sad)/2)
         * sqrt(prod' w_min / prod' |w_sad|) * exp(-Delta E / T),
 
 with ``prod'`` over the non-zero Hessian eigenvalues, ``w_u`` the unstable one and ``V`` the
-volume of the orbit (:func:`orbit_log_volume`).  With no zero modes this is Eq. (11).
+volume of the orbit.  With no zero modes this is Eq. (11).
 """
 
 from __future__ import annotations
@@ -301,7 +303,7 @@ def kramers_langer_log_time(minimum: StationaryPoint, saddle: StationaryPoint, t
 
 
 # ---------------------------------------------------------------------------------------------
-# Traps, perturbations and the anharmonic correction
+# Traps and perturbations
 # ---------------------------------------------------------------------------------------------
 
 
@@ -321,42 +323,6 @@ def trap_ensemble(
     layers = [torch.stack([m[l] for m in members]) for l in range(len(base))]
     scale = torch.tensor(eps, dtype=torch.float64).view(-1, 1, 1)
     return [w + scale * torch.randn(w.shape, generator=generator, dtype=w.dtype) for w in layers]
-
-
-def anharmonic_factor(
-    weights: Sequence[torch.Tensor],
-    sigma_yx: np.ndarray,
-    beta: float,
-    temperature: float,
-    rng: np.random.Generator,
-    *,
-    n_samples: int = 100_000,
-    escape_index: int | None = None,
-    escape_threshold: float | None = None,
-) -> tuple[float, float]:
-    """``Z / Z_harmonic`` of a stationary point by thermodynamic perturbation (Zwanzig):
-    ``< exp(-(U - U_2) / T) >`` over the Gaussian ``U_2`` of its non-zero Hessian modes (the orbit
-    directions are integrated exactly and need no correction).  For a saddle only the stable modes
-    are sampled.  Samples whose singular value ``escape_index`` exceeds ``escape_threshold`` lie
-    outside the trap's basin and count zero.  Returns the factor and its standard error."""
-    temperature = validation.positive("temperature", temperature)
-    n_samples = validation.integer("n_samples", n_samples, minimum=100)
-    widths = [weights[0].shape[1]] + [w.shape[0] for w in weights]
-    target = torch.as_tensor(np.asarray(sigma_yx), dtype=torch.float64)
-    theta = flatten(weights).to(torch.float64)
-    hess = torch.autograd.functional.hessian(lambda t: potential(t, widths, target, beta), theta).numpy()
-    eig, vecs = np.linalg.eigh(hess)
-    stable = eig > 1e-8 * np.max(np.abs(eig))
-    z = rng.standard_normal((n_samples, int(stable.sum()))) * np.sqrt(temperature / eig[stable])
-    samples = torch.as_tensor(theta.numpy()[None, :] + z @ vecs[:, stable].T)
-    product = ensemble.end_to_end(unflatten(samples, widths))
-    energy = 0.5 * (product - target).square().sum(dim=(1, 2)) + 0.5 * beta * samples.square().sum(dim=1)
-    harmonic = float(potential(theta, widths, target, beta)) + 0.5 * np.sum(z**2 * eig[stable], axis=1)
-    weight = np.exp(-(energy.numpy() - harmonic) / temperature)
-    if escape_index is not None:
-        inside = torch.linalg.svdvals(product)[:, escape_index].numpy() < escape_threshold
-        weight = np.where(inside, weight, 0.0)
-    return float(weight.mean()), float(weight.std(ddof=1) / np.sqrt(n_samples))
 
 
 def arrhenius_fit(temperatures: np.ndarray, estimates: Sequence[EscapeEstimate]):
@@ -382,3 +348,205 @@ def unstable_direction(weights: Sequence[torch.Tensor], sigma_yx: np.ndarray, be
     if float(direction @ theta) < 0:
         direction = -direction
     return float(eig[0]), unflatten(direction, widths)
+
+
+# ---------------------------------------------------------------------------------------------
+# Escape-time theory without fitted constants: the escape coordinate of the weak-mode sub-network
+# ---------------------------------------------------------------------------------------------
+#
+# At the rank-1 trap of a depth-3 network of hidden width w, the weak data mode (strength eta) can
+# only be carried by the n = w - 1 hidden units the strong mode leaves free in each hidden layer:
+# u in R^n (first layer, from the weak input direction), M in R^(n x n) (second layer, free to
+# free) and c in R^n (third layer, to the weak output direction).  The weak mode's end-to-end
+# amplitude is lambda = c^T M u and the loss of this sub-network is the loss of a 1-n-n-1 linear
+# network,
+#
+#     U_sub = (1/2) (c^T M u - eta)^2 + (beta/2) (|u|^2 + |M|_F^2 + |c|^2).
+#
+# Integrating every direction except lambda out exactly gives the free energy and the diffusion
+# coefficient of the escape coordinate (Zwanzig's projection of overdamped Langevin dynamics):
+#
+#     F(lambda) = (1/2)(lambda - eta)^2 - T ln p_T(lambda),     D(lambda) = T <|grad lambda|^2>_lambda,
+#
+# where p_T is the density of c^T M u when every entry is N(0, s^2), s^2 = T / beta (the weight
+# decay alone, at temperature T), and <.>_lambda averages over that Gaussian at fixed lambda.  In
+# units lambda = s^3 z, with a = |c|^2 / s^2 and b = |u|^2 / s^2 (independent chi^2_n variables),
+# z given (a, b) is N(0, a b) and
+#
+#     |grad lambda|^2 / s^4 = z^2 / b + z^2 / a + (n - 1)(a + b) + a b     (in mean, given a, b, z),
+#
+# so both need one integral over a (quadrature) and one over b (closed form, a Bessel function:
+# int_0^inf x^(mu-1) exp(-x/2 - q/x) dx = 2 (2 q)^(mu/2) K_mu(sqrt(2 q))).  p_T and D are even in
+# lambda, F is not (the data term pulls towards +eta).  The mean first-passage time from the trap
+# lambda = 0 to lambda_out, reflecting far on the other side, is the one-dimensional formula
+#
+#     tau = int_0^lambda_out dy exp(F(y)/T) / D(y) int_-lambda_out^y dx exp(-F(x)/T).
+
+
+@dataclass(frozen=True)
+class EscapeCoordinate:
+    """Free energy and diffusion coefficient of the escape coordinate ``lambda`` on a grid.
+
+    ``grid``: values of ``lambda`` from near 0 to the absorbing point; ``free_energy``: ``F`` there
+    (additive constant arbitrary); ``diffusion``: ``D`` there; ``temperature``: ``T``.
+    """
+
+    grid: np.ndarray
+    free_energy: np.ndarray
+    diffusion: np.ndarray
+    temperature: float
+
+
+def _log_bessel_moments(z: np.ndarray, a: np.ndarray, n: int) -> dict[int, np.ndarray]:
+    """``ln I_k(z, a)`` for ``k = -1, 0, 1``: ``I_k = int chi2_n(b) b^k N(z; 0, a b) db``."""
+    from scipy.special import kve
+
+    log_norm = -0.5 * n * math.log(2.0) - float(gammaln(0.5 * n))  # chi^2_n density constant
+    q2 = z[:, None] ** 2 / a[None, :]  # 2 q = z^2 / a
+    root = np.sqrt(q2)
+    out = {}
+    for k in (-1, 0, 1):
+        mu = 0.5 * (n - 1) + k
+        # int b^(n/2 - 1 + k - 1/2) exp(-b/2 - z^2/(2ab)) db = 2 (z^2/a)^(mu/2) K_mu(|z|/sqrt a)
+        out[k] = (log_norm - 0.5 * np.log(2 * math.pi * a[None, :]) + math.log(2.0) + 0.5 * mu * np.log(q2)
+                  + np.log(kve(mu, root)) - root)
+    return out
+
+
+def escape_coordinate(eta: float, beta: float, temperature: float, hidden: int, lambda_out: float, *,
+                      points: int = 600, quadrature: int = 400) -> EscapeCoordinate:
+    """``F(lambda)`` and ``D(lambda)`` of the weak mode's escape coordinate ``lambda = c^T M u``.
+
+    The sub-network is the ``1-hidden-hidden-1`` linear network of strength ``eta`` (EW Eq. 1 for one
+    mode, in weight space); ``lambda`` runs from ``-lambda_out`` to ``lambda_out`` on a grid dense
+    near 0 (uniform in ``|lambda|^(1/3)``, ``2 points`` values).  Exact up to quadrature: ``quadrature`` log-spaced points in ``a`` and
+    ``points`` grid points (see the comment above this function for the formulas).
+    """
+    eta = validation.positive("eta", eta)
+    beta = validation.positive("beta", beta)
+    temperature = validation.positive("temperature", temperature)
+    n = validation.integer("hidden", hidden, minimum=2)
+    lambda_out = validation.positive("lambda_out", lambda_out)
+    points = validation.integer("points", points, minimum=50)
+    quadrature = validation.integer("quadrature", quadrature, minimum=100)
+    from scipy.special import logsumexp
+
+    scale = (temperature / beta) ** 1.5  # lambda = scale * z
+    grid = lambda_out * np.linspace(0.0, 1.0, points) ** 3
+    grid[0] = lambda_out * 1e-6 / points**3  # z = 0 is a removable singularity of the Bessel form
+    z = grid / scale
+    a_max = n + 12 * math.sqrt(2 * n) + 6 * float(z.max()) ** (2 / 3) + 20
+    log_a = np.linspace(math.log(1e-6), math.log(a_max), quadrature)
+    a = np.exp(log_a)
+    # chi^2_n(a) da on the log grid (trapezoid weights)
+    log_w = (0.5 * n - 1) * log_a - 0.5 * a - 0.5 * n * math.log(2.0) - float(gammaln(0.5 * n)) + log_a
+    log_w += np.log(np.gradient(log_a))
+    log_p, log_g = np.empty(points), np.empty(points)
+    for chunk in np.array_split(np.arange(points), max(1, points * quadrature // 400_000)):
+        moments = _log_bessel_moments(z[chunk], a, n)
+        base = log_w[None, :]
+        zz = z[chunk, None] ** 2
+        log_p[chunk] = logsumexp(base + moments[0], axis=1)
+        terms = np.stack([
+            np.log(zz) + moments[-1],                                   # z^2 / b
+            np.log(zz) - log_a[None, :] + moments[0],                   # z^2 / a
+            math.log(n - 1) + log_a[None, :] + moments[0],              # (n-1) a
+            math.log(n - 1) + moments[1],                               # (n-1) b
+            log_a[None, :] + moments[1],                                # a b
+        ])
+        log_g[chunk] = logsumexp(base[None] + terms, axis=(0, 2))
+    # p_T(lambda) = p(z) / scale is even in lambda, the data term is not: mirror the grid to -lambda_out
+    log_density = np.concatenate([log_p[::-1], log_p]) - math.log(scale)
+    full = np.concatenate([-grid[::-1], grid])
+    free_energy = 0.5 * (full - eta) ** 2 - temperature * log_density
+    diffusion = temperature * scale ** (4 / 3) * np.exp(np.concatenate([(log_g - log_p)[::-1], log_g - log_p]))
+    return EscapeCoordinate(full, free_energy, diffusion, temperature)
+
+
+def mean_first_passage_time(coordinate: EscapeCoordinate, start: float = 0.0) -> float:
+    """Mean time to reach the end of ``coordinate.grid`` from ``start``, reflecting at the grid's
+    first point: ``tau = int_start^end dy exp(F(y)/T) / D(y) int_first^y dx exp(-F(x)/T)``
+    (one-dimensional Smoluchowski equation with position-dependent ``D``; Gardiner 5.2.7)."""
+    from scipy.special import logsumexp
+
+    x, phi = coordinate.grid, coordinate.free_energy / coordinate.temperature
+    if not (np.all(np.isfinite(phi)) and np.all(coordinate.diffusion > 0) and np.all(np.diff(x) > 0)):
+        raise ValueError("coordinate must have finite F, positive D and an increasing grid")
+    start = float(start)
+    if not x[0] <= start < x[-1]:
+        raise ValueError(f"start must lie in [{x[0]:g}, {x[-1]:g}), got {start}")
+    # both integrals as trapezoid sums in log space: exp(F/T) spans hundreds of e-folds at low T
+    log_dx = np.log(np.diff(x))
+    pieces = log_dx + np.logaddexp(-phi[:-1], -phi[1:]) - math.log(2.0)
+    log_inner = np.concatenate([[-np.inf], np.logaddexp.accumulate(pieces)])
+    log_outer = phi + log_inner - np.log(coordinate.diffusion)
+    outer = log_dx + np.logaddexp(log_outer[:-1], log_outer[1:]) - math.log(2.0)
+    return float(np.exp(logsumexp(outer[x[:-1] >= start])))
+
+
+@dataclass(frozen=True)
+class EscapeTheory:
+    """The escape-time theory of :func:`weak_mode_escape_time` at a set of temperatures.
+
+    ``log_tau``: ``ln tau`` of the theory; ``log_tau_harmonic``: ``ln tau`` of Kramers-Langer with
+    zero modes for the whole network (:func:`kramers_langer_log_time`), the theory's ``T -> 0``
+    limit; ``log_stiff_factor``: ``ln`` of the harmonic factor of the directions outside the
+    weak-mode sub-network (independent of ``T``); ``hidden``: the sub-network's width ``n``.
+    """
+
+    temperature: np.ndarray
+    log_tau: np.ndarray
+    log_tau_harmonic: np.ndarray
+    log_stiff_factor: float
+    hidden: int
+
+
+def weak_mode_escape_time(etas: Sequence[float], beta: float, temperatures: np.ndarray, widths: Sequence[int],
+                          lambda_out: float, *, points: int = 600, quadrature: int = 400) -> EscapeTheory:
+    """Mean escape time of the weakest data mode from the trap where every other mode is learned,
+    for the depth-3 network ``widths = [d_in, h, h, d_out]`` under ``d theta = -grad U dt + sqrt(2T) dB``;
+    escape is ``lambda`` reaching ``lambda_out``.  No fitted constant.
+
+    The weak-mode sub-network (``n = h - len(etas) + 1`` free units per hidden layer) is treated
+    exactly: :func:`escape_coordinate` and :func:`mean_first_passage_time`.  The other directions
+    are stiff (curvature of order ``beta`` plus the learned modes) and enter harmonically, through
+    the ratio of the whole network's Kramers-Langer time to the sub-network's (EW Eq. 11 with zero
+    modes), which does not depend on ``T`` because both gain the same number of zero modes from
+    trap to saddle.  As ``T -> 0`` the theory tends to that Kramers-Langer time.
+    """
+    from phaselab import linear_nets
+
+    etas = validation.finite_array("etas", etas, ndim=1, positive_entries=True)
+    beta = validation.positive("beta", beta)
+    temperatures = validation.finite_array("temperatures", temperatures, ndim=1, positive_entries=True)
+    widths = [validation.integer(f"widths[{i}]", w, minimum=1) for i, w in enumerate(widths)]
+    if len(widths) != 4 or widths[1] != widths[2]:
+        raise ValueError(f"widths must be [d_in, h, h, d_out] (depth 3, equal hidden widths), got {widths}")
+    d = etas.size
+    n = widths[1] - (d - 1)
+    if d > min(widths[0], widths[3]) or n < 2:
+        raise ValueError(f"need len(etas) <= min(d_in, d_out) and h - len(etas) + 1 >= 2, got {d} modes, widths {widths}")
+    points_weak = linear_nets.stationary_points(float(etas[-1]), beta, 3)
+    learned = [linear_nets.stationary_points(float(e), beta, 3) for e in etas[:-1]]
+    if points_weak is None or any(p is None for p in learned):
+        raise ValueError(f"every mode needs a saddle and a minimum at beta={beta} (beta below every beta_c)")
+    saddle = points_weak[0]
+    lambda_out = validation.in_range("lambda_out", lambda_out, saddle * (1 + 1e-9), points_weak[1])
+    strong = [p[1] for p in learned]
+    sigma_yx = np.zeros((widths[3], widths[0]))
+    sigma_yx[range(d), range(d)] = etas
+    full_trap = analyse_stationary_point(balanced_weights(strong + [0.0], widths), sigma_yx, beta, used_modes=d - 1)
+    full_saddle = analyse_stationary_point(balanced_weights(strong + [saddle], widths), sigma_yx, beta, used_modes=d)
+    sub_widths, sub_target = [1, n, n, 1], np.array([[etas[-1]]])
+    sub_trap = analyse_stationary_point(balanced_weights([0.0], sub_widths), sub_target, beta, used_modes=0)
+    sub_saddle = analyse_stationary_point(balanced_weights([saddle], sub_widths), sub_target, beta, used_modes=1)
+    if (full_saddle.zero_modes - full_trap.zero_modes) != (sub_saddle.zero_modes - sub_trap.zero_modes):
+        raise ValueError("the sub-network does not carry all the zero modes gained at the saddle")
+    log_harmonic = kramers_langer_log_time(full_trap, full_saddle, temperatures)
+    log_stiff = float(log_harmonic[0] - kramers_langer_log_time(sub_trap, sub_saddle, temperatures[:1])[0])
+    log_mfpt = np.array([
+        math.log(mean_first_passage_time(escape_coordinate(float(etas[-1]), beta, float(t), n, lambda_out,
+                                                           points=points, quadrature=quadrature)))
+        for t in temperatures
+    ])
+    return EscapeTheory(temperatures, log_mfpt + log_stiff, log_harmonic, log_stiff, n)

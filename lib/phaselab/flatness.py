@@ -180,7 +180,7 @@ def misclassified(params: Params, data: Digits) -> np.ndarray:
 
 
 def jaccard_matrix(errors: np.ndarray) -> np.ndarray:
-    """Jaccard similarity |E_i & E_j| / |E_i | E_j| (Eq. 2) for every pair of rows of ``errors``.
+    """Jaccard similarity ``|E_i & E_j| / |E_i | E_j|`` (Eq. 2) for every pair of rows of ``errors``.
 
     Two empty sets count as identical (similarity 1).
     """
@@ -272,12 +272,20 @@ def test_set_loss(params: Params, data: Digits) -> np.ndarray:
         return per_run_loss(params, data.x_test, data.y_test).cpu().numpy()
 
 
+def training_loss(params: Params, data: Digits) -> np.ndarray:
+    """Full training cross-entropy of each run."""
+    with torch.no_grad():
+        return per_run_loss(params, data.x_train, data.y_train).cpu().numpy()
+
+
 @dataclass(frozen=True)
 class ContinuationResult:
     """One (eta, B) setting: ``n_runs`` SGD runs, each continued by GD from every checkpoint.
 
     Arrays are indexed (checkpoint, run): ``errors`` (.., n_test) misclassified test sets,
-    ``test_loss``, ``converged`` (the GD stopping rule was met), ``flatness`` (Eq. 1; only filled
+    ``test_loss``, ``train_loss`` (full training loss of the endpoint: the stopping rule only bounds
+    it from above, so endpoints from later checkpoints may sit lower), ``converged`` (the GD
+    stopping rule was met), ``flatness`` (Eq. 1; only filled
     for every checkpoint when requested, else only for the last); ``freezing_steps`` per threshold
     (dict) and run (Eq. 3); ``radius`` (Eq. 4) of the converged final endpoints.
     """
@@ -287,6 +295,7 @@ class ContinuationResult:
     checkpoint_steps: np.ndarray
     errors: np.ndarray
     test_loss: np.ndarray
+    train_loss: np.ndarray
     converged: np.ndarray
     flatness: np.ndarray
     freezing_steps: dict[float, np.ndarray]
@@ -334,8 +343,38 @@ def continuation_experiment(
         checkpoint_steps=steps,
         errors=errors,
         test_loss=test_set_loss(ends, data).reshape(n_ck, n_runs),
+        train_loss=training_loss(ends, data).reshape(n_ck, n_runs),
         converged=converged,
         flatness=flat,
         freezing_steps=freezing,
         radius=radius,
     )
+
+
+def spearman_greater(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """Spearman rank correlation of ``x`` and ``y`` and its one-sided p-value against no trend.
+
+    For at most 9 points the p-value is exact: the share of all orderings of ``y`` whose correlation
+    is at least the observed one (ties keep their average ranks); beyond that, scipy's t
+    approximation.  The grids of the network experiment have few settings, where the
+    approximation is poor.
+    """
+    from itertools import permutations
+
+    from scipy import stats as scipy_stats
+
+    x = validation.finite_array("x", x, ndim=1)
+    y = validation.finite_array("y", y, ndim=1)
+    if x.shape != y.shape or x.size < 3:
+        raise ValueError(f"x and y must have one shape with at least 3 entries, got {x.shape} and {y.shape}")
+    rx, ry = scipy_stats.rankdata(x), scipy_stats.rankdata(y)
+    rho = float(np.corrcoef(rx, ry)[0, 1])
+    if x.size > 9:
+        return rho, float(scipy_stats.spearmanr(x, y, alternative="greater").pvalue)
+    orders = np.array(list(permutations(range(x.size))), dtype=np.int8)
+    shuffled = ry[orders]
+    cx = rx - rx.mean()
+    cy = shuffled - shuffled.mean(axis=1, keepdims=True)
+    null = (cy @ cx) / (np.sqrt((cx**2).sum()) * np.sqrt((cy**2).sum(axis=1)))
+    return rho, float(np.mean(null >= rho - 1e-12))
+

@@ -303,6 +303,11 @@ class Moments:
         """``||E[x y]||``, the critical strength of one hidden layer (Theorem 3)."""
         return float(np.linalg.norm(self.c))
 
+    @property
+    def signal_a0(self) -> float:
+        """``||E[x y]||_{A_0} = sqrt(E[xy]^T A_0 E[xy])``, the ``E_1`` of their Eq. (B42)."""
+        return float(np.sqrt(np.sum(self.a * self.c**2)))
+
 
 def regression_moments(x: np.ndarray, y: np.ndarray) -> Moments:
     """Empirical :class:`Moments` of samples ``x`` (n, d) and scalar targets ``y`` (n,)."""
@@ -344,6 +349,72 @@ def regularisation_at(
     """``R = sum_l ||W_l||_F^2`` on the optimal path at ``s`` (Lemma 1, Eq. B23): ``dL/dgamma`` at a minimum."""
     s, numerator, denominator, depth, _ = _path_terms(s, gamma, hidden_layers, moments, sigma2, width)
     return np.sum(numerator / denominator**2, axis=-1) + depth * s**2
+
+
+def landau_amplitude(moments: Moments, width: int, *, sigma2: float = 0.0) -> float:
+    """Leading-order ``b^2 / (gamma_c - gamma)`` of one hidden layer just below ``gamma_c``, from Eq. (6).
+
+    Linearising the stationarity condition ``sum_i c_i^2 / (a_i' s^2 + gamma)^2 = 1`` about
+    ``s = 0``, ``gamma = ||E[xy]||`` gives ``s^2 = (gamma_c - gamma) E_0^2 / ((1 + sigma2/d0) E_1^2)``
+    with ``E_0 = ||E[xy]||``, ``E_1 = ||E[xy]||_{A_0}``; ``b = s / d0``.  (Their Eq. (B36) is the
+    same law in the normalisation ``b^2 = s^2 / d0`` of their Eq. (B28).)
+    """
+    width = validation.integer("width", width, minimum=1)
+    sigma2 = validation.non_negative("sigma2", sigma2)
+    return moments.signal**2 / ((1 + sigma2 / width) * moments.signal_a0**2) / width**2
+
+
+def one_layer_order_parameter(gamma: float, moments: Moments, *, sigma2: float = 0.0, width: int = 1) -> float:
+    """``s^2 = d0^2 b^2`` at the learned minimum of Eq. (6) for one hidden layer (0 for ``gamma >= ||E[xy]||``).
+
+    The root of the stationarity condition ``sum_i c_i^2 / (a_i' s^2 + gamma)^2 = 1`` (their Eq. (B31)
+    in ``s``), ``a_i' = (1 + sigma2/d0) a_i``, found by bracketing to machine precision: the left
+    side falls monotonically from ``E_0^2 / gamma^2`` at ``s = 0``.
+    """
+    gamma = validation.positive("gamma", gamma)
+    width = validation.integer("width", width, minimum=1)
+    sigma2 = validation.non_negative("sigma2", sigma2)
+    if gamma >= moments.signal:
+        return 0.0
+    a = (1 + sigma2 / width) * moments.a
+
+    def excess(u: float) -> float:
+        return float(np.sum(moments.c**2 / (a * u + gamma) ** 2)) - 1.0
+
+    high = float(np.sqrt(np.sum(moments.c**2 / a**2)))  # there every term is below its value at gamma = 0
+    return float(brentq(excess, 0.0, high, xtol=1e-300, rtol=4 * np.finfo(float).eps, maxiter=500))
+
+
+def landau_coefficients(moments: Moments, *, sigma2: float = 0.0, width: int = 1) -> tuple[float, float]:
+    """``(p1, p2)`` of ``s^2 = p1 Delta + p2 Delta^2 + O(Delta^3)``, ``Delta = gamma - ||E[xy]||`` (D = 1).
+
+    Expanding the stationarity condition to second order in ``s^2`` (their Eq. (B39)) and in
+    ``Delta`` gives ``p1 = -E_0^2 / (q E_1^2)`` and ``p2 = 3 E_0 (E_0^2 E_2^2 - E_1^4) / (2 q E_1^6)``
+    with ``q = 1 + sigma2/d0``, ``E_k = ||E[xy]||_{A_0^k}``.  In the normalisation ``b^2 = s^2 / d0``
+    of their Eq. (B28) these are their ``beta_1`` (Eq. B36) and ``beta_2`` (Eq. B43); their (B43),
+    ``3 E_0 (E_2^2 - E_1^2) / (2 (sigma2 + d0) E_1^4)``, agrees with ``p2 / d0`` only when
+    ``E_0^2 E_2^2 = E_1^4`` (e.g. ``A_0 = I``).
+    """
+    width = validation.integer("width", width, minimum=1)
+    sigma2 = validation.non_negative("sigma2", sigma2)
+    q = 1 + sigma2 / width
+    e0, e1 = moments.signal, moments.signal_a0
+    e2_sq = float(np.sum(moments.a**2 * moments.c**2))
+    return -(e0**2) / (q * e1**2), 3 * e0 * (e0**2 * e2_sq - e1**4) / (2 * q * e1**6)
+
+
+def curvature_jump(moments: Moments, *, sigma2: float = 0.0, width: int = 1) -> float:
+    """Left limit of ``L''(gamma)`` at ``gamma_c = ||E[xy]||`` for one hidden layer, exact from Eq. (6).
+
+    At a minimum ``L'(gamma) = sum_l ||W_l||_F^2`` (Lemma 1, Eq. B23), which on the path of Eq. (6)
+    with ``D = 1`` is ``2 s^2`` (the stationarity condition makes the first term of (B23) equal to
+    ``s^2``).  With ``s^2`` from :func:`landau_amplitude`,
+    ``L''(gamma_c^-) = -2 E_0^2 / ((1 + sigma2/d0) E_1^2)``; to the right ``L'' = 0``, so this is the
+    jump.  Their Eq. (B47) states half this value.
+    """
+    width = validation.integer("width", width, minimum=1)
+    sigma2 = validation.non_negative("sigma2", sigma2)
+    return -2.0 * moments.signal**2 / ((1 + sigma2 / width) * moments.signal_a0**2)
 
 
 def _s_upper_bound(gamma: float, moments: Moments) -> float:

@@ -13,8 +13,6 @@
 from __future__ import annotations
 
 import math
-import os
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -24,45 +22,47 @@ import nbformat
 import pandas as pd
 import yaml
 
-from phaselab import validation
-from phaselab.ledger import NOT_REPRODUCED, REPRODUCED, Ledger
+from phaselab import config, validation
+from phaselab.ledger import Ledger, findings, tally
 
 
 def book_root() -> Path:
-    """The book's repository root: ``$PHASEBOOK_ROOT`` or the checkout ``phaselab`` lives in."""
-    return Path(os.environ.get("PHASEBOOK_ROOT") or Path(__file__).resolve().parents[2])
+    """The book's repository root (:func:`phaselab.config.book_root`); ``ValueError`` outside one."""
+    root = config.book_root()
+    if root is None:
+        raise ValueError("the working directory must lie inside a checkout of the book (or set PHASEBOOK_ROOT)")
+    return root
 
 
-REPO_ROOT = book_root()
-TOC_PATH = REPO_ROOT / "_toc.yml"
-CONFIG_PATH = REPO_ROOT / "_config.yml"
-CACHE_PATH = REPO_ROOT / "_build" / ".jupyter_cache"
+def toc_path() -> Path:
+    return book_root() / "_toc.yml"
 
 
-def toc_part(caption: str = "Chapters", toc_path: Path = TOC_PATH) -> list[str]:
+def config_path() -> Path:
+    return book_root() / "_config.yml"
+
+
+def cache_path() -> Path:
+    return book_root() / "_build" / ".jupyter_cache"
+
+
+def toc_part(caption: str = "Chapters", toc: Path | None = None) -> list[str]:
     """Docnames (``book/<stem>``) of the files in the ``_toc.yml`` part with this caption."""
-    toc = yaml.safe_load(Path(toc_path).read_text())
+    toc_file = Path(toc) if toc is not None else toc_path()
+    toc = yaml.safe_load(toc_file.read_text())
     for part in toc.get("parts", []):
         if part.get("caption") == caption:
             return [entry["file"] for entry in part.get("chapters", [])]
-    raise ValueError(f"caption must name a part of {toc_path}, got {caption!r}")
+    raise ValueError(f"caption must name a part of {toc_file}, got {caption!r}")
 
 
-def chapter_title(docname: str, root: Path = REPO_ROOT) -> str:
-    """The first level-1 heading of ``<root>/<docname>.md``."""
-    for line in (Path(root) / f"{docname}.md").read_text().splitlines():
-        if line.startswith("# "):
-            return line[2:].strip()
-    raise ValueError(f"docname must name a page with a '# ' title, got {docname!r}")
-
-
-def myst_extensions(config_path: Path = CONFIG_PATH) -> list[str]:
+def myst_extensions(config_file: Path | None = None) -> list[str]:
     """The MyST syntax extensions the book enables (``parse.myst_enable_extensions``)."""
-    config = yaml.safe_load(Path(config_path).read_text())
-    return list(config.get("parse", {}).get("myst_enable_extensions", []))
+    settings = yaml.safe_load(Path(config_file or config_path()).read_text())
+    return list(settings.get("parse", {}).get("myst_enable_extensions", []))
 
 
-def read_as_built(path: Path, config_path: Path = CONFIG_PATH) -> nbformat.NotebookNode:
+def read_as_built(path: Path, config_file: Path | None = None) -> nbformat.NotebookNode:
     """Read a MyST notebook exactly as myst-nb reads it during ``make book``.
 
     The execution cache is keyed on a hash of this notebook's code cells (with their metadata) and
@@ -71,8 +71,8 @@ def read_as_built(path: Path, config_path: Path = CONFIG_PATH) -> nbformat.Noteb
     from myst_nb.core.read import read_myst_markdown_notebook
     from myst_parser.config.main import MdParserConfig
 
-    config = MdParserConfig(enable_extensions=set(myst_extensions(config_path)))
-    return read_myst_markdown_notebook(Path(path).read_text(), config=config, add_source_map=True, path=str(path))
+    parser_config = MdParserConfig(enable_extensions=set(myst_extensions(config_file)))
+    return read_myst_markdown_notebook(Path(path).read_text(), config=parser_config, add_source_map=True, path=str(path))
 
 
 @dataclass(frozen=True)
@@ -83,14 +83,15 @@ class ExecutionRecord:
     finished: datetime
 
 
-def cached_execution(path: Path, cache_path: Path = CACHE_PATH) -> ExecutionRecord | None:
+def cached_execution(path: Path, cache: Path | None = None) -> ExecutionRecord | None:
     """The execution record of the chapter at ``path`` as it is now, or ``None`` if never run so."""
-    if not (Path(cache_path) / "global.db").is_file():
+    cache = Path(cache) if cache is not None else cache_path()
+    if not (cache / "global.db").is_file():
         return None
     from jupyter_cache import get_cache
 
     try:
-        record = get_cache(str(cache_path)).match_cache_notebook(read_as_built(path))
+        record = get_cache(str(cache)).match_cache_notebook(read_as_built(path, Path(path).resolve().parents[1] / "_config.yml"))
     except KeyError:
         return None
     seconds = record.data.get("execution_seconds")
@@ -101,31 +102,47 @@ def cached_execution(path: Path, cache_path: Path = CACHE_PATH) -> ExecutionReco
 
 
 def claims_frame(ledgers: list[Ledger]) -> pd.DataFrame:
-    """One row per claim of every ledger, with the chapter and the source paper."""
+    """One row per claim of every ledger, with its chapter and verdict."""
     rows = [
-        {"chapter": ledger.chapter, "source": ledger.source, **vars(claim)}
+        {"chapter": ledger.chapter, **vars(claim), "verdict": claim.verdict}
         for ledger in ledgers
         for claim in ledger.claims
     ]
-    columns = ["chapter", "source", "claim", "paper_value", "our_value", "tolerance", "reason", "verdict", "section"]
+    columns = ["chapter", "paper", "claim", "paper_value", "our_value", "tolerance", "reason", "kind", "holds",
+               "verdict", "section", "finding"]
     return pd.DataFrame(rows, columns=columns)
 
 
-def chapter_summary(docnames: list[str], ledgers: list[Ledger], cache_path: Path = CACHE_PATH,
-                    root: Path = REPO_ROOT) -> pd.DataFrame:
-    """Per chapter: its source, the number of claims by verdict, and its last execution.
+def paper_tally(ledgers: list[Ledger], papers: Sequence[str]) -> pd.DataFrame:
+    """Per paper (bibliography key, in the order given): its claims' findings by kind, then our
+    predictions made in its setting, split into those that hold and those that fail.  A finding
+    shared by several rows of a chapter counts once."""
+    rows = []
+    for paper in papers:
+        counts = {key: 0 for key in tally([])}
+        for ledger in ledgers:
+            for key, count in tally([c for c in ledger.claims if c.paper == paper]).items():
+                counts[key] += count
+        rows.append({"paper": paper, **counts})
+    return pd.DataFrame(rows)
+
+
+def chapter_summary(docnames: list[str], ledgers: list[Ledger], cache: Path | None = None,
+                    root: Path | None = None) -> pd.DataFrame:
+    """Per chapter: its papers, the number of findings by kind, and its last execution.
 
     ``builds_ledger`` says whether the chapter's source creates a ``Ledger`` at all (a chapter still
     being written may not), ``has_ledger`` whether a saved ledger was found for it.
     """
+    root = Path(root) if root is not None else book_root()
     by_stem = {ledger.chapter: ledger for ledger in ledgers}
     rows = []
     for docname in docnames:
         stem = Path(docname).name
         ledger = by_stem.get(stem)
-        counts = ledger.counts() if ledger else {REPRODUCED: 0, NOT_REPRODUCED: 0}
-        source_path = Path(root) / f"{docname}.md"
-        record = cached_execution(source_path, cache_path)
+        counts = tally(ledger.claims if ledger else [])
+        source_path = root / f"{docname}.md"
+        record = cached_execution(source_path, cache)
         rows.append(
             {
                 "docname": docname,
@@ -133,9 +150,9 @@ def chapter_summary(docnames: list[str], ledgers: list[Ledger], cache_path: Path
                 "source": ledger.source if ledger else "",
                 "builds_ledger": "Ledger(" in source_path.read_text(),
                 "has_ledger": ledger is not None,
-                "claims": len(ledger.claims) if ledger else 0,
-                REPRODUCED: counts[REPRODUCED],
-                NOT_REPRODUCED: counts[NOT_REPRODUCED],
+                "rows": len(ledger.claims) if ledger else 0,
+                "findings": len(findings(ledger.claims)) if ledger else 0,
+                **counts,
                 "seconds": record.seconds if record else math.nan,
                 "finished": record.finished if record else None,
             }
@@ -146,12 +163,6 @@ def chapter_summary(docnames: list[str], ledgers: list[Ledger], cache_path: Path
 def escape_cell(text: object) -> str:
     """Make text safe inside a Markdown pipe-table cell (one line, no bare ``|``)."""
     return " ".join(str(text).split()).replace("|", "\\|")
-
-
-def literal_markdown(text: object) -> str:
-    """Ledger text shown as it is in Markdown: the characters of emphasis, code, math and links are
-    escaped, so that ``delta*_j(t)`` or ``beta_c`` never turn into italics or roles."""
-    return re.sub(r"([\\`*_\[\]<>$])", r"\\\1", " ".join(str(text).split()))
 
 
 def markdown_table(frame: pd.DataFrame, widths: Sequence[int] | None = None) -> str:

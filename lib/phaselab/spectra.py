@@ -6,7 +6,7 @@ The object throughout is the ``d x d`` matrix
 
 with weights ``G_i`` that may depend on the sample only through a few Gaussian projections of
 ``x_i`` (a label ``y_i = (theta_* . x_i)^2``, a pre-activation ``theta . x_i``).  This is the Hessian
-of a single neuron (slides of Montanari and Wang, "Hessian structure") and the data matrix of
+of a single neuron (slides of Wang and Montanari, "Hessian structure") and the data matrix of
 spectral methods for phase retrieval (Mondelli and Montanari 2018; Luo, Alghamdi and Lu 2019).
 
 Conventions (derived in the chapter ``dmft_bbp_thresholds``):

@@ -84,3 +84,48 @@ def binomial_sem(fraction: np.ndarray | float, count: int) -> np.ndarray:
     count = validation.integer("count", count, minimum=1)
     p = np.clip(np.asarray(fraction, dtype=float), 0.5 / count, 1 - 0.5 / count)
     return np.sqrt(p * (1 - p) / count)
+
+
+@dataclass(frozen=True)
+class GoodnessOfFit:
+    """A chi-square test of a theory against measurements with standard errors.
+
+    ``chi2`` is the sum of squared standardised residuals, ``dof`` the degrees of freedom (points
+    minus fitted parameters), ``p_value`` the upper-tail probability of ``chi2`` under the theory,
+    ``beyond`` how many points lie more than ``sigmas`` standard errors away.
+    """
+
+    chi2: float
+    dof: int
+    p_value: float
+    beyond: int
+    sigmas: float
+
+    @property
+    def reduced_chi2(self) -> float:
+        return self.chi2 / self.dof
+
+
+def goodness_of_fit(measured: np.ndarray, predicted: np.ndarray, sem: np.ndarray, *, fitted_parameters: int = 0,
+                    sigmas: float = 4.0) -> GoodnessOfFit:
+    """Chi-square of ``measured`` against ``predicted`` with standard errors ``sem``.
+
+    The same test serves every theory the book compares (a paper's and the book's own), so that
+    competing theories are judged alike.  Raises ``ValueError`` for non-positive errors, shapes
+    that differ, or no degree of freedom left.
+    """
+    from scipy import stats as scipy_stats
+
+    measured, predicted, sem = (np.asarray(a, dtype=float).ravel() for a in (measured, predicted, sem))
+    if not (measured.shape == predicted.shape == sem.shape):
+        raise ValueError(f"measured, predicted and sem must have one shape, got {measured.shape}, "
+                         f"{predicted.shape}, {sem.shape}")
+    if not np.all(np.isfinite(sem) & (sem > 0)):
+        raise ValueError("sem must be finite and > 0 everywhere")
+    dof = measured.size - int(fitted_parameters)
+    if dof < 1:
+        raise ValueError(f"fitted_parameters must leave at least one degree of freedom, got {fitted_parameters} "
+                         f"for {measured.size} points")
+    z = (measured - predicted) / sem
+    chi2 = float(np.sum(z**2))
+    return GoodnessOfFit(chi2, dof, float(scipy_stats.chi2.sf(chi2, dof)), int(np.sum(np.abs(z) > sigmas)), sigmas)

@@ -2,7 +2,7 @@
 
 Landscape (paper Eq. 5 and A1-A4, Table S1 defaults).  Writing ``a`` for the valley scale
 (``x1`` on the flatter side ``x >= 0``, ``x2`` on the sharper side ``x < 0``) and
-``k = x0**2 / (f0 a**2)``, the loss is
+``k = x0**2 / (f0 a**2)``, the loss is::
 
     L(x, y) = L0(y) + k Q(y) x**2 - 2 k a R(y) |x|,
     Q(y) = ((y + y_b) / (y + y_f))**2 = k**-1 / f(y),   R(y) = y (y + y_b) / (y + y_f)**2,
@@ -28,7 +28,8 @@ from typing import Any
 
 import numpy as np
 import torch
-from scipy import integrate, special
+from scipy import integrate, sparse, special
+from scipy.sparse import linalg as sparse_linalg
 
 from phaselab import config, validation
 
@@ -213,21 +214,134 @@ def steady_state_p_flat(y: Any, delta_s: float, exact: bool = True, land: Landsc
     return 1.0 / (1.0 + np.exp(z2_sq - z1_sq) / np.sqrt(land.gamma))
 
 
-def stationary_p_flat(y: Any, delta_s: float, noise: str = "hessian", land: Landscape = DEFAULT_LANDSCAPE) -> np.ndarray:
-    """Flat-valley probability of the stationary Ito Fokker-Planck density at fixed y.
+CONVENTIONS = {"ito": 0.0, "stratonovich": 0.5, "anti-ito": 1.0}
 
-    The update (6) evaluates the noise at the current point (Ito), so the zero-flux density is
-    ``P(x) = exp(-(L - L0)/D(x)) / D(x)`` with ``D P`` continuous at the cusp.  Per valley
-    ``Z_i ~ f_i exp(z_i^2) (1 + erf z_i)`` for Hessian-aligned noise (``D_11 = 2 Delta_S / f_i``),
-    and ``Z_1 / Z_2 = sqrt(gamma)`` exactly for isotropic noise (any temperature, any y).
+
+def stationary_p_flat(
+    y: Any, delta_s: float, noise: str = "hessian", land: Landscape = DEFAULT_LANDSCAPE, *, convention: str = "ito"
+) -> np.ndarray:
+    """Flat-valley probability of the stationary Fokker-Planck density at fixed y.
+
+    The flux ``J = -P dL/dx - D^a d(D^(1-a) P)/dx`` with ``a`` = 0 (``"ito"``), 1/2
+    (``"stratonovich"``) or 1 (``"anti-ito"``, the Fick form of the paper's A10/A16, where P itself
+    is continuous at the ridge).  The zero-flux density is ``P(x) ~ D^(a-1) exp(-(L - L0)/D)`` with
+    ``D^(1-a) P`` continuous at the cusp, so the odds are
+    ``gamma^(1-a) exp(z1^2 - z2^2) (1 + erf z1) / (1 + erf z2)`` for Hessian-aligned noise
+    (``D_11 = 2 Delta_S / f_i``).  The update (6) evaluates the noise at the current point, so its
+    diffusion limit is the Ito one.  For isotropic noise ``Z_1 / Z_2 = sqrt(gamma)`` exactly (any
+    temperature, any y, any convention: D does not jump).
     """
     y, delta_s = _check_y_delta(y, delta_s)
     validation.one_of("noise", noise, ("hessian", "isotropic"))
+    validation.one_of("convention", convention, tuple(CONVENTIONS))
     if noise == "isotropic":
         return np.full_like(y, np.sqrt(land.gamma) / (1.0 + np.sqrt(land.gamma)))
     z1_sq, z2_sq = _barrier_exponents(y, delta_s, land)
-    log_odds = np.log(land.gamma) + z1_sq - z2_sq + np.log1p(special.erf(np.sqrt(z1_sq))) - np.log1p(special.erf(np.sqrt(z2_sq)))
+    log_odds = ((1.0 - CONVENTIONS[convention]) * np.log(land.gamma) + z1_sq - z2_sq
+                + np.log1p(special.erf(np.sqrt(z1_sq))) - np.log1p(special.erf(np.sqrt(z2_sq))))
     return special.expit(log_odds)
+
+
+def x_noise_variance(x: np.ndarray, y: float, sigma: float, noise: str = "hessian", land: Landscape = DEFAULT_LANDSCAPE) -> np.ndarray:
+    """Variance of the x-component of the noise xi of Eq. (6) at (x, y); a step adds eta**2 times it.
+
+    ``2 sigma (H_+)_xx`` for Hessian-aligned noise (``H_+`` the Hessian with negative eigenvalues set
+    to zero), ``2 sigma h_iso`` for isotropic noise, ``2 sigma (H^2)_xx`` for ``Sigma = 2 sigma H^2``.
+    """
+    validation.one_of("noise", noise, NOISE_KINDS)
+    sigma = validation.non_negative("sigma", sigma)
+    hxx, hxy, hyy = hessian(np.asarray(x, dtype=float), float(y), land)
+    if noise == "isotropic":
+        return np.full_like(hxx, 2 * sigma * 2 / np.sqrt(land.f(y, True) * land.f(y, False)))
+    if noise == "hessian_squared":
+        return 2 * sigma * (hxx**2 + hxy**2)
+    half_tr, half_diff = 0.5 * (hxx + hyy), 0.5 * (hxx - hyy)
+    radius = np.sqrt(half_diff**2 + hxy**2)
+    l1, l2 = half_tr + radius, half_tr - radius
+    cos_sq = np.where(radius > 0, 0.5 * (1 + half_diff / np.where(radius > 0, radius, 1.0)), 1.0)  # (v1)_x^2
+    return 2 * sigma * (np.clip(l1, 0, None) * cos_sq + np.clip(l2, 0, None) * (1 - cos_sq))
+
+
+def transfer_matrix(edges: np.ndarray, mean: np.ndarray, std: np.ndarray, reach: float = 9.0) -> sparse.csc_matrix:
+    """Column-stochastic matrix of a Gaussian step on the bins ``edges``: entry (i, j) is the chance
+    that a step from the centre of bin j, with ``mean[j]`` and ``std[j]``, lands in bin i.
+
+    Each column keeps the bins within ``reach`` standard deviations of its mean (the rest carries
+    less than 1e-18 of the mass); mass that would leave the grid goes to the outermost bins, so
+    every column sums to one.
+    """
+    edges = validation.finite_array("edges", edges, ndim=1)
+    if edges.size < 3 or np.any(np.diff(edges) <= 0):
+        raise ValueError("edges must be increasing with at least 3 entries")
+    std = validation.finite_array("std", std, ndim=1, positive_entries=True)
+    mean = validation.finite_array("mean", mean, ndim=1)
+    reach = validation.positive("reach", reach)
+    n = edges.size - 1
+    if not (mean.size == std.size == n):
+        raise ValueError(f"mean and std must have len(edges) - 1 = {n} entries")
+    low = np.searchsorted(edges, mean - reach * std) - 1
+    high = np.searchsorted(edges, mean + reach * std)
+    window = int(min(n, np.max(high - low) + 1))
+    start = np.clip(low, 0, n - window)
+    rows = start[:, None] + np.arange(window)[None, :]
+    z_lo = (edges[rows] - mean[:, None]) / std[:, None]
+    z_hi = (edges[rows + 1] - mean[:, None]) / std[:, None]
+    cdf_lo = np.where(rows == 0, 0.0, special.ndtr(z_lo))
+    cdf_hi = np.where(rows == n - 1, 1.0, special.ndtr(z_hi))
+    # the difference of upper tails is exact where both CDFs round to one
+    values = np.where(z_lo > 0, special.ndtr(-z_lo) - np.where(rows == n - 1, 0.0, special.ndtr(-z_hi)), cdf_hi - cdf_lo)
+    cols = np.broadcast_to(np.arange(n)[:, None], rows.shape)
+    return sparse.csc_matrix((values.ravel(), (rows.ravel(), cols.ravel())), shape=(n, n))
+
+
+def _stationary_vector(matrix: sparse.csc_matrix) -> np.ndarray:
+    """Eigenvector of eigenvalue 1 of a column-stochastic matrix, normalised to sum one."""
+    n = matrix.shape[0]
+    system = (matrix - sparse.identity(n, format="csc")).tolil()
+    system[n - 1, :] = np.ones(n)
+    rhs = np.zeros(n)
+    rhs[-1] = 1.0
+    return sparse_linalg.spsolve(system.tocsc(), rhs)
+
+
+def discrete_stationary_p_flat(
+    y: float, eta: float, sigma: float, noise: str = "hessian", bins_per_step: float = 2.5,
+    land: Landscape = DEFAULT_LANDSCAPE,
+) -> float:
+    """Flat-valley probability of the exact stationary law of the discrete update (6) at fixed y.
+
+    Beyond the paper (which works in continuous time): at fixed y the x-update is the Markov chain
+    ``x' = x - eta (dL/dx + xi_x)``, ``xi_x ~ N(0, x_noise_variance)``.  Its transfer operator on a
+    grid (x = 0 is a bin edge, so no bin straddles the cusp) has the stationary law as its
+    eigenvector of eigenvalue 1.  The grid has ``bins_per_step`` bins per standard deviation of the
+    smallest step; the result is Richardson-extrapolated from that grid and one twice as fine (the
+    midpoint rule errs as the bin width squared).  As eta -> 0 at fixed Delta_S = eta sigma it tends
+    to the Ito law of :func:`stationary_p_flat`; in a quadratic valley of curvature h the stationary
+    variance is the discrete Ornstein-Uhlenbeck one, ``(1 - eta h / 2)^-1`` times the continuous one.
+    """
+    y = validation.positive("y", y)
+    eta = validation.positive("eta", eta)
+    sigma = validation.positive("sigma", sigma)
+    bins_per_step = validation.in_range("bins_per_step", bins_per_step, 1.0, 50.0)
+    validation.one_of("noise", noise, NOISE_KINDS)
+    reach = max(land.g(y, True), land.g(y, False)) / 2
+    floors = np.array([-land.g(y, False) / 2, land.g(y, True) / 2])
+    step_sd = eta * np.sqrt(x_noise_variance(floors, y, sigma, noise, land))
+    h = hessian(floors, y, land)[0]
+    if np.any(eta * h >= 2):
+        raise ValueError(f"eta must be < 2 / H_xx = {2 / h.max():.3g} (a valley is unstable), got {eta!r}")
+    valley_sd = step_sd / np.sqrt(eta * h * (2 - eta * h))  # discrete Ornstein-Uhlenbeck width
+    half = reach + 10 * valley_sd.max()
+    results = []
+    for refine in (1, 2):
+        n_half = int(np.ceil(half / (step_sd.min() / (bins_per_step * refine))))
+        edges = np.linspace(-half, half, 2 * n_half + 1)
+        centres = 0.5 * (edges[1:] + edges[:-1])
+        mean = centres - eta * gradient(centres, y, land)[0]
+        std = np.maximum(eta * np.sqrt(x_noise_variance(centres, y, sigma, noise, land)), 1e-12)
+        results.append(float(_stationary_vector(transfer_matrix(edges, mean, std))[n_half:].sum()))
+    coarse, fine = results
+    return fine + (fine - coarse) / 3
 
 
 def equilibrium_p_flat_paper(land: Landscape = DEFAULT_LANDSCAPE) -> float:
@@ -464,7 +578,7 @@ def simulate(
     sigma: Any,
     n_runs: int,
     n_steps: int,
-    y0: float = 5.0,
+    y0: Any = 5.0,
     seed: int = 0,
     *,
     noise: str = "hessian",
@@ -478,7 +592,7 @@ def simulate(
     """Run the update (6) for ``n_runs`` runs in each (eta, sigma) cell, all in one tensor program.
 
     ``eta`` and ``sigma`` are scalars or equal-length 1-d arrays (one entry per cell).  Runs start
-    at y = y0 with x alternating -0.01 / +0.01 (half on each side), as in the authors' code, unless
+    at y = y0 (a scalar, or one value per cell) with x alternating -0.01 / +0.01 (half on each side), as in the authors' code, unless
     ``x_start`` (per run, shared by the cells) is given.  ``hold_y`` keeps y fixed (steady-state
     tests).  ``noise`` is ``"hessian"`` (xi ~ N(0, 2 sigma H_+)), ``"isotropic"`` or
     ``"hessian_squared"`` (Sigma = 2 sigma H^2).
@@ -492,7 +606,10 @@ def simulate(
         raise ValueError(f"eta and sigma must have the same length, got {etas.shape} and {sigmas.shape}")
     n_runs = validation.integer("n_runs", n_runs, minimum=1)
     n_steps = validation.integer("n_steps", n_steps, minimum=1)
-    y0 = validation.positive("y0", y0)
+    if np.ndim(y0) > 0 and np.size(y0) != etas.size:
+        raise ValueError(f"y0 must be a scalar or have one entry per cell ({etas.size}), got {np.size(y0)}")
+    y0s = validation.finite_array("y0", np.broadcast_to(np.asarray(y0, dtype=float), etas.shape).copy(), ndim=1,
+                                  positive_entries=True)
     seed = validation.integer("seed", seed, minimum=0)
     validation.one_of("noise", noise, NOISE_KINDS)
     if record_every is not None:
@@ -510,7 +627,7 @@ def simulate(
     if x_start.size != n_runs:
         raise ValueError(f"x_start must have n_runs = {n_runs} entries, got {x_start.size}")
     x = torch.as_tensor(x_start, dtype=dtype, device=dev).expand(shape).clone()
-    y = torch.full(shape, y0, dtype=dtype, device=dev)
+    y = torch.as_tensor(y0s, dtype=dtype, device=dev)[:, None].expand(shape).clone()
     flat = x >= 0
     last_cross = torch.zeros(shape, dtype=torch.int64, device=dev)
     y_freeze = y.clone()
@@ -551,3 +668,80 @@ def unfrozen_fraction(freezing_steps: np.ndarray, n_steps: int, window: float = 
     """Fraction of runs (last axis) whose last crossing fell in the final ``window`` of the run."""
     window = validation.in_range("window", window, 0.0, 1.0, closed=False)
     return np.mean(np.asarray(freezing_steps) > (1 - window) * n_steps, axis=-1)
+
+
+# --------------------------------------------------------------------------------------------
+# The authors' precomputed phase diagrams
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AuthorsPhaseDiagram:
+    """The authors' phase diagram (their Fig. 3c, d): arrays indexed (eta, sigma).
+
+    ``freezing_step`` is their mean t_f: see :func:`authors_freezing_steps` for the convention.
+    """
+
+    eta: np.ndarray
+    sigma: np.ndarray
+    p_flat: np.ndarray
+    freezing_step: np.ndarray
+    freezing_y: np.ndarray
+    diverged: np.ndarray
+    n_runs: int
+
+
+def authors_data_file(noise: str = "hessian") -> Any:
+    """Path of the shipped copy of the authors' phase diagram (``book/data/``, with its README).
+
+    Looked for in the book being built (:func:`phaselab.config.book_root`), then in ``data/`` under
+    the working directory, then next to this package's checkout (a notebook executed elsewhere).
+    """
+    from pathlib import Path
+
+    validation.one_of("noise", noise, ("hessian", "hessian_squared"))
+    name = f"yang-two-valley-phase-diagram-{noise}.csv"
+    root = config.book_root()
+    candidates = ([root / "book" / "data"] if root else []) + [Path.cwd() / "data",
+                                                               Path(__file__).resolve().parents[2] / "book" / "data"]
+    for folder in candidates:
+        if (folder / name).is_file():
+            return folder / name
+    raise FileNotFoundError(f"{name} not found in {[str(c) for c in candidates]}")
+
+
+def load_authors_phase_diagram(path: Any, n_runs: int = 2000) -> AuthorsPhaseDiagram:
+    """Read one of the authors' phase-diagram CSV files (columns eta, sigma, p_flat,
+    freezing_step_mean, freezing_y_mean, diverged, ness) into (eta, sigma) arrays."""
+    import pandas as pd
+
+    n_runs = validation.integer("n_runs", n_runs, minimum=1)
+    frame = pd.read_csv(path)
+    missing = {"eta", "sigma", "p_flat", "freezing_step_mean", "freezing_y_mean", "diverged"} - set(frame.columns)
+    if missing:
+        raise ValueError(f"path must be an authors' phase-diagram CSV; columns {sorted(missing)} are missing")
+    etas, sigmas = np.unique(frame["eta"].to_numpy()), np.unique(frame["sigma"].to_numpy())
+    if len(frame) != etas.size * sigmas.size:
+        raise ValueError(f"path must hold a full (eta, sigma) grid, got {len(frame)} rows for {etas.size} x {sigmas.size}")
+    frame = frame.sort_values(["eta", "sigma"])
+
+    def grid(column: str) -> np.ndarray:
+        return frame[column].to_numpy(dtype=float).reshape(etas.size, sigmas.size)
+
+    return AuthorsPhaseDiagram(etas, sigmas, grid("p_flat"), grid("freezing_step_mean"), grid("freezing_y_mean"),
+                               grid("diverged"), n_runs)
+
+
+def authors_freezing_steps(freezing_steps: Any) -> np.ndarray:
+    """Our per-run freezing steps in the authors' convention.
+
+    We record the step k >= 1 after which x first shows its final sign (0 if it never changes).  The
+    authors' MATLAB code stores the trajectory with the initial point at index 1, takes the last
+    index k of ``diff(sign(x))``, and records ``t_f = k + 1``, which is the same step plus one; a
+    run that never crosses records 1.  So their t_f is ours plus one, for every run.
+    """
+    steps = np.asarray(freezing_steps)
+    if np.any(steps < 0):
+        raise ValueError("freezing_steps must be >= 0")
+    return steps + 1
+

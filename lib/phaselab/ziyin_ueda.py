@@ -5,6 +5,10 @@ biases, a scalar output, activation ``identity`` or ``tanh`` after every hidden 
 initialised i.i.d. ``N(0, init_scale^2)`` (their Fig. 4 "standard deviation s").  Their loss is
 ``E(f(x) - y)^2 + gamma * Reg(w)`` with ``Reg(w) = ||w||^power`` and ``||w||^2 = sum_l ||W_l||_F^2``
 (``power = 2`` is weight decay; ``power = D + 2`` their trivial-phase-free fix, Sec. IV C).
+Linear networks may have *stochastic neurons* (their Eq. (5)): every hidden unit's output is
+multiplied by independent noise of mean 1 and variance ``sigma2``; the trainer minimises the loss
+averaged over that noise exactly (see ``_data_loss``), the reading under which their Eq. (6)
+carries the factor ``(1 + sigma2 / d0)^D``.
 
 Every (gamma, seed) pair is one member of a single batched tensor program: weights have shape
 ``(members, d_out, d_in)`` and one gradient step updates all members at once.  Because the members
@@ -36,7 +40,9 @@ class GridResult:
     ``loss``: the Ziyin-Ueda training loss ``E(f - y)^2 + gamma Reg``; ``data_loss``: ``E(f - y)^2``;
     ``regulariser``: ``Reg(w)`` (``sum_l ||W_l||_F^2`` for ``power = 2``); ``norm_sq``:
     ``sum_l ||W_l||_F^2``; ``b``: the order parameter ``||U|| / d0`` (``U`` the last layer; for depth
-    0 the norm of the weight vector); ``grad_norm``: the final gradient norm (convergence check).
+    0 the norm of the weight vector); ``grad_norm``: the final gradient norm (convergence check);
+    ``convergence_error``: how far ``loss`` may still be from the limit of the iteration, estimated
+    from the run itself (``_tail_estimate``; ``inf`` where the run is not yet contracting).
     """
 
     gammas: np.ndarray
@@ -46,6 +52,7 @@ class GridResult:
     norm_sq: np.ndarray
     b: np.ndarray
     grad_norm: np.ndarray
+    convergence_error: np.ndarray | None = None
 
 
 def layer_shapes(d_in: int, width: int, hidden_layers: int) -> list[tuple[int, int]]:
@@ -68,16 +75,46 @@ def _forward_end_to_end(weights: list[torch.Tensor]) -> torch.Tensor:
     return product[:, 0, :]
 
 
-def _data_loss(weights, activation, x, y, a0, c0, y2) -> torch.Tensor:
-    """``E(f - y)^2`` per member (moments for linear nets, samples for tanh nets)."""
+def _data_loss(weights, activation, x, y, a0, c0, y2, sigma2=0.0) -> torch.Tensor:
+    """``E(f - y)^2`` per member (moments for linear nets, samples for tanh nets).
+
+    With ``sigma2 > 0`` (linear nets only) the expectation also runs over the multiplicative noise
+    of the hidden units: the second-moment matrix ``M`` of each hidden layer, ``W M W^T``, gains
+    ``sigma2 * diag(M)`` (independent noise of mean 1), and ``E[f y]`` is unchanged.
+    """
     if activation == "linear":
         v = _forward_end_to_end(weights)
-        return ((v @ a0) * v).sum(dim=1) - 2 * v @ c0 + y2
+        if sigma2 == 0:
+            return ((v @ a0) * v).sum(dim=1) - 2 * v @ c0 + y2
+        second = a0.expand(v.shape[0], *a0.shape)
+        for w in weights[:-1]:
+            second = w @ second @ w.transpose(1, 2)
+            second = second + sigma2 * torch.diag_embed(torch.diagonal(second, dim1=1, dim2=2))
+        u = weights[-1]
+        return (u @ second @ u.transpose(1, 2))[:, 0, 0] - 2 * v @ c0 + y2
     hidden = x.unsqueeze(0)
     for w in weights[:-1]:
         hidden = torch.tanh(hidden @ w.transpose(1, 2))
     out = (hidden @ weights[-1].transpose(1, 2))[..., 0]
     return ((out - y.unsqueeze(0)) ** 2).mean(dim=1)
+
+
+def _tail_estimate(early: np.ndarray, middle: np.ndarray, last: np.ndarray) -> np.ndarray:
+    """Loss decrease still to come, by geometric extrapolation of three equally spaced losses.
+
+    With ``d1 = early - middle``, ``d2 = middle - last`` and ratio ``r = d2 / d1``, a run converging
+    geometrically still has ``|d2| |r| / (1 - |r|)`` to go after ``last``; we return the larger
+    ``|d2| / (1 - |r|)`` (what was still to go at ``middle``), which also covers a rate that slows
+    down within the window.  A run whose changes are at the float64 round-off of its loss has
+    stopped: its estimate is ``|d2|``.  ``inf`` where ``|r| >= 1`` otherwise (not contracting).
+    """
+    d1, d2 = early - middle, middle - last
+    noise = 16 * np.finfo(float).eps * np.maximum(np.abs(last), 1.0)
+    stopped = (np.abs(d1) <= noise) & (np.abs(d2) <= noise)
+    ratio = np.abs(np.divide(d2, d1, out=np.zeros_like(d2), where=d1 != 0))
+    with np.errstate(divide="ignore"):
+        geometric = np.where(ratio < 1, np.abs(d2) / np.maximum(1 - ratio, 0), np.inf)
+    return np.where(stopped, np.abs(d2), geometric)
 
 
 def train_grid(
@@ -93,6 +130,7 @@ def train_grid(
     lr: float,
     activation: str = "linear",
     power: float = 2.0,
+    sigma2: float = 0.0,
     momentum: float = 0.9,
     seed: int = 0,
     device: str | torch.device | None = None,
@@ -101,6 +139,9 @@ def train_grid(
 
     Minimises half the Ziyin-Ueda loss, ``(1/2) E(f-y)^2 + (gamma/2) ||w||^power`` (same minima), for
     ``steps`` steps of size ``lr`` with heavy-ball ``momentum``.  ``x`` is ``(n, d)``, ``y`` is ``(n,)``.
+    ``sigma2`` is the variance of the stochastic hidden neurons of their Eq. (5) (linear nets only).
+    The losses at steps ``steps - 2k``, ``steps - k`` and ``steps`` (``k = max(1, steps // 10)``)
+    give each member's ``convergence_error``.
     """
     x = validation.finite_array("x", x, ndim=2)
     y = validation.finite_array("y", y, ndim=1)
@@ -116,6 +157,9 @@ def train_grid(
         raise ValueError(f"momentum must lie in [0, 1) (the heavy ball does not converge at 1 or above), got {momentum!r}")
     power = validation.positive("power", power)
     activation = validation.one_of("activation", activation, ACTIVATIONS)
+    sigma2 = validation.non_negative("sigma2", sigma2)
+    if sigma2 > 0 and activation != "linear":
+        raise ValueError(f"sigma2 must be 0 for activation {activation!r} (stochastic neurons are linear only)")
     shapes = layer_shapes(x.shape[1], width, hidden_layers)
     dev = config.resolve_device(device)
     dtype = torch.float64
@@ -134,13 +178,17 @@ def train_grid(
     velocity = [torch.zeros_like(w) for w in weights]
 
     def objective() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        data = _data_loss(weights, activation, xt, yt, a0, c0, y2)
+        data = _data_loss(weights, activation, xt, yt, a0, c0, y2, sigma2)
         norm_sq = sum((w**2).sum(dim=(1, 2)) for w in weights)
         reg = norm_sq ** (power / 2)
         return data, norm_sq, reg
 
-    for _ in range(steps):
+    k = max(1, steps // 10)
+    checkpoints = {}
+    for step in range(steps):
         data, norm_sq, reg = objective()
+        if step in (steps - 2 * k, steps - k):
+            checkpoints[step] = (data + gamma_t * reg).detach().cpu().numpy()
         total = (0.5 * data + 0.5 * gamma_t * reg).sum()
         grads = torch.autograd.grad(total, weights)
         with torch.no_grad():
@@ -159,6 +207,11 @@ def train_grid(
         def out(t: torch.Tensor) -> np.ndarray:
             return t.detach().cpu().numpy().reshape(shape)
 
+        final = (data + gamma_t * reg).detach().cpu().numpy()
+        if len(checkpoints) == 2:
+            error = _tail_estimate(checkpoints[steps - 2 * k], checkpoints[steps - k], final)
+        else:  # fewer than two steps: nothing to extrapolate from
+            error = np.full(final.shape, np.inf)
         return GridResult(
             gammas=gammas,
             loss=out(data + gamma_t * reg),
@@ -167,6 +220,7 @@ def train_grid(
             norm_sq=out(norm_sq),
             b=out(b),
             grad_norm=out(grad_norm),
+            convergence_error=error.reshape(shape),
         )
 
 

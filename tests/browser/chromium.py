@@ -204,5 +204,24 @@ class Page:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(base64.b64decode(data))
 
+    def viewport_screenshots(self, folder: Path, stem: str, max_shots: int = 40) -> list[Path]:
+        """Save the page as viewport-sized PNGs, top to bottom (``<stem>-01.png``, ...), the way a
+        reader scrolls through it."""
+        metrics = self.send("Page.getLayoutMetrics")
+        viewport = metrics["cssLayoutViewport"]["clientHeight"]
+        height = math.ceil(metrics["cssContentSize"]["height"])
+        folder.mkdir(parents=True, exist_ok=True)
+        for old in folder.glob(f"{stem}-[0-9][0-9].png"):
+            old.unlink()
+        paths = []
+        for index, top in enumerate(range(0, height, viewport)[:max_shots], start=1):
+            self.evaluate(f"window.scrollTo(0, {top})")
+            self.evaluate("new Promise(resolve => requestAnimationFrame(() => setTimeout(resolve, 50)))", await_promise=True)
+            path = folder / f"{stem}-{index:02d}.png"
+            path.write_bytes(base64.b64decode(self.send("Page.captureScreenshot", format="png")["data"]))
+            paths.append(path)
+        self.evaluate("window.scrollTo(0, 0)")
+        return paths
+
     def close(self) -> None:
         self.socket.close()

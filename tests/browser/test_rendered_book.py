@@ -1,24 +1,29 @@
 """The rendered book, as a reader meets it: every page of _toc.yml opened in headless Chromium.
 
-Each page must load without console errors, uncaught exceptions or failed loads; its mathematics
-must be typeset by MathJax (no raw TeX left, no TeX errors); every image must have loaded, and every
-figure must show with a non-zero size and carry alt text and a caption; no cell output may show an error;
-no table may be wider than the page's text column (its last columns would be out of view); every
-internal link (cross-references, citations, the download menu) must reach an existing page and
-anchor.  Notebook pages must offer their executed ``.ipynb`` for download.  The search page must find
-each chapter by a word of its title.  A screenshot of each page (and, for pages with figures, one in
-the dark theme) is saved for a person to look at.
+Each page must load without console errors, uncaught exceptions or failed loads.  Its mathematics
+must be typeset by MathJax: no raw TeX left, no TeX errors, in the text, the link texts and the
+tables of contents alike.  The smallest text of every figure must render at 10 CSS px or more at a
+1280 px viewport (read from the figure's PNG, which records its smallest font and resolution).
+Every image must have loaded, and every figure must show with a non-zero size and carry alt text
+and a caption; no cell output may show an error; no table may be wider than the page's text column;
+every internal link (cross-references, citations, the download menu) must reach an existing page
+and anchor.  Notebook pages must offer a downloadable ``.ipynb`` that stands alone: valid, executed,
+one image output per figure of the page, no MyST-only syntax left.  The search page must find each
+chapter by a word of its title, with snippets free of raw TeX.  Viewport-sized screenshots of each
+page, top to bottom (and the top of pages with figures in the dark theme), are saved for a person
+to look at.
 """
 
 from __future__ import annotations
 
-import json
 import re
 import urllib.parse
 import urllib.request
 from functools import lru_cache
+from io import BytesIO
 from pathlib import Path
 
+import nbformat
 import pytest
 from book_pages import HTML, is_notebook, page_source, toc_docnames
 from PIL import Image
@@ -43,12 +48,21 @@ MATH_REPORT = r"""
   const errors = [...main.querySelectorAll('mjx-merror, [data-mjx-error]')]
     .map(e => (e.getAttribute('data-mjx-error') || e.textContent).slice(0, 100));
   const skip = 'pre, code, script, style, textarea, mjx-container, .highlight';
-  const walker = document.createTreeWalker(main, NodeFilter.SHOW_TEXT, {
-    acceptNode: n => n.parentElement.closest(skip) ? NodeFilter.FILTER_REJECT : NodeFilter.FILTER_ACCEPT});
-  const tex = /\$\$|\$[^$\s][^$]*\$|\\\(|\\\[|\\begin\{|\\(frac|mathrm|mathbf|alpha|beta|gamma|eta|lambda|sigma|sum|int|le|ge)\b/;
-  const raw = [];
-  for (let n; (n = walker.nextNode());) if (tex.test(n.textContent)) raw.push(n.textContent.trim().slice(0, 100));
-  return {typeset: main.querySelectorAll('mjx-container').length, untypeset, errors, raw};
+  const tex = /\$\$|\$[^$\s][^$]*\$|\\\(|\\\[|\\begin\{|\\[A-Za-z]{2,}/;
+  const rawIn = (root) => {
+    const walker = document.createTreeWalker(root, NodeFilter.SHOW_TEXT, {
+      acceptNode: n => n.parentElement.closest(skip) ? NodeFilter.FILTER_REJECT : NodeFilter.FILTER_ACCEPT});
+    const found = [];
+    for (let n; (n = walker.nextNode());) if (tex.test(n.textContent)) found.push(n.textContent.trim().slice(0, 100));
+    return found;
+  };
+  const raw = rawIn(main);
+  // link texts anywhere, and the tables of contents (site navigation, "on this page")
+  const outside = [...document.querySelectorAll('a, nav, .bd-toc, .bd-sidebar-primary')]
+    .filter(e => !main.contains(e)).flatMap(rawIn);
+  const links = [...main.querySelectorAll('a')].flatMap(rawIn);
+  return {typeset: main.querySelectorAll('mjx-container').length, untypeset, errors, raw,
+          navigation: [...new Set(outside)], links: [...new Set(links)]};
 })()
 """
 
@@ -99,9 +113,11 @@ SEARCH_RESULTS = """
     if (summary && summary.textContent.trim() && !/Searching/i.test(summary.textContent)) break;
     await new Promise(resolve => setTimeout(resolve, 100));
   }
-  return [...document.querySelectorAll('#search-results ul.search li a')].map(a => a.href);
+  return {links: [...document.querySelectorAll('#search-results ul.search li a')].map(a => a.href),
+          snippets: [...document.querySelectorAll('#search-results ul.search li p.context')].map(p => p.textContent)};
 })()
 """
+SNIPPET_TEX = re.compile(r"\\[A-Za-z]{2,}|\\\(|\\\)|\$[^$\s][^$]*\$")
 
 STOP_WORDS = {"about", "after", "their", "there", "these", "which", "while", "with", "from", "learning"}
 
@@ -138,6 +154,63 @@ def broken_links(urls: list[str], base_url: str) -> list[str]:
     return broken
 
 
+MIN_FIGURE_TEXT_PX = 10.0
+MYST_LEFT = re.compile(r"\{glue|^\([A-Za-z0-9][\w.:-]*\)=\s*$|\{[a-z][\w:-]*\}`|^(`{3,}|:{3,})\{", re.M)
+
+
+def is_plot(image: dict) -> bool:
+    """An image the book's code drew (a figure or a cell's image output), not a logo or an icon."""
+    return "_images/" in image["src"] and image["src"].endswith(".png")
+
+
+def figure_text_problems(images: list[dict], page_url: str) -> list[str]:
+    """Figures whose smallest text renders below MIN_FIGURE_TEXT_PX CSS px on the page.
+
+    A figure's PNG records its smallest font (points) and its resolution (dots per inch,
+    ``phaselab.plotting``); the text shows at ``pt / 72 * dpi * shown width / natural width`` CSS px.
+    """
+    problems = []
+    for image in images:
+        if not is_plot(image) or min(image["natural"]) <= 0:
+            continue
+        with Image.open(BytesIO(fetch(urllib.parse.urljoin(page_url, image["src"])))) as png:
+            text = dict(getattr(png, "text", {}))
+        if "phasebook:min-font-pt" not in text:
+            problems.append(f"figure {image['name']}: its PNG does not record its font size (made outside phaselab.plotting?)")
+            continue
+        scale = image["shown"][0] / image["natural"][0]
+        pixels = float(text["phasebook:min-font-pt"]) / 72 * float(text["phasebook:dpi"]) * scale
+        if pixels < MIN_FIGURE_TEXT_PX:
+            problems.append(f"figure {image['name']}: its smallest text renders at {pixels:.1f} CSS px "
+                            f"(< {MIN_FIGURE_TEXT_PX}; shown {image['shown'][0]:.0f} px wide)")
+    return problems
+
+
+def notebook_problems(url: str, figures: int) -> list[str]:
+    """A downloadable notebook must stand alone: valid, executed, one image output per figure of the
+    page, no MyST-only syntax left in its markdown."""
+    notebook = nbformat.reads(fetch(url).decode("utf-8"), as_version=4)
+    problems = []
+    try:
+        nbformat.validate(notebook)
+    except nbformat.ValidationError as exc:
+        problems.append(f"{url} is not a valid notebook: {str(exc)[:200]}")
+    code = [cell for cell in notebook.cells if cell.cell_type == "code"]
+    if not code or any(cell.get("execution_count") is None for cell in code):
+        problems.append(f"{url} is not an executed notebook with code cells")
+    images = sum("image/png" in output.get("data", {}) for cell in code for output in cell.get("outputs", []))
+    if images != figures:
+        problems.append(f"{url} has {images} image outputs, the page {figures} plots")
+    for cell in notebook.cells:
+        texts = [cell.source] if cell.cell_type == "markdown" else [
+            output["data"]["text/markdown"] for output in cell.get("outputs", []) if "text/markdown" in output.get("data", {})]
+        for text in texts:
+            left = MYST_LEFT.search(text)
+            if left:
+                problems.append(f"{url}: MyST-only syntax left: {text[max(left.start() - 40, 0):left.end() + 40]!r}")
+    return problems
+
+
 def fetch(url: str) -> bytes:
     with urllib.request.urlopen(url, timeout=30) as reply:
         return reply.read()
@@ -149,8 +222,9 @@ def test_page(docname: str, page, base_url: str, screenshot_dir: Path) -> None:
     page.goto(url)
     mathjax = page.evaluate(WAIT_FOR_MATHJAX, await_promise=True)
     page.drain()
-    shot = screenshot_dir / f"{docname.replace('/', '__')}.png"
-    page.screenshot(shot)
+    stem = docname.replace("/", "__")
+    page.viewport_screenshots(screenshot_dir, stem)
+    shot = screenshot_dir / f"{stem}-01.png"
     problems = []
 
     problems += [p for p in page.problems.all() if not p.endswith("/favicon.ico")]  # the book has none
@@ -161,8 +235,11 @@ def test_page(docname: str, page, base_url: str, screenshot_dir: Path) -> None:
     problems += [f"math not typeset: {text}" for text in math["untypeset"]]
     problems += [f"TeX error: {text}" for text in math["errors"]]
     problems += [f"raw TeX in the text: {text}" for text in math["raw"]]
+    problems += [f"raw TeX in a link text: {text}" for text in math["links"]]
+    problems += [f"raw TeX in a table of contents or navigation link: {text}" for text in math["navigation"]]
 
     images = page.evaluate(IMAGES)
+    problems += figure_text_problems(images, url)
     for image in images:
         if not (image["complete"] and min(image["natural"]) > 0):
             problems.append(f"image did not load: {image['src']}")
@@ -183,19 +260,12 @@ def test_page(docname: str, page, base_url: str, screenshot_dir: Path) -> None:
         if not downloads:
             problems.append("the download menu offers no .ipynb")
         for download in downloads:
-            notebook = json.loads(fetch(download))
-            code = [cell for cell in notebook["cells"] if cell["cell_type"] == "code"]
-            if notebook.get("nbformat") != 4 or not code:
-                problems.append(f"{download} is not a notebook with code cells")
-            elif any(cell.get("execution_count") is None for cell in code):
-                problems.append(f"{download} is not executed (a code cell has no execution count)")
-            elif (images or math["typeset"]) and not any(cell.get("outputs") for cell in code):
-                problems.append(f"{download} has no outputs")
+            problems += notebook_problems(download, sum(is_plot(image) for image in images))
 
     if any(image["figure"] for image in images):
         page.evaluate("document.documentElement.dataset.theme = 'dark'")
         page.evaluate("new Promise(resolve => setTimeout(resolve, 300))", await_promise=True)
-        page.screenshot(shot.with_name(shot.stem + "-dark.png"))
+        page.viewport_screenshots(screenshot_dir, f"{stem}-dark", max_shots=3)
 
     assert not problems, f"{docname} (screenshot {shot}):\n" + "\n".join(problems)
 
@@ -219,7 +289,9 @@ def test_search_finds_the_chapter(docname: str, page, base_url: str, screenshot_
     page.goto(urllib.parse.urljoin(base_url, f"search.html?q={urllib.parse.quote(word)}"))
     results = page.evaluate(SEARCH_RESULTS, await_promise=True)
     page.screenshot(screenshot_dir / f"search-{word}.png")
-    assert any(urllib.parse.urlsplit(url).path.endswith(f"{docname}.html") for url in results), (word, results)
+    links = results["links"]
+    assert any(urllib.parse.urlsplit(url).path.endswith(f"{docname}.html") for url in links), (word, links)
+    assert not [s for s in results["snippets"] if SNIPPET_TEX.search(s)], results["snippets"]
     assert not [p for p in page.problems.all() if not p.endswith("/favicon.ico")], page.problems.all()
 
 
