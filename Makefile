@@ -16,6 +16,9 @@ LIB_HASH = $(shell { echo "scale=$$PHASEBOOK_SCALE"; cat requirements.txt $$(fin
 JUPYTER_BOOK := $(VENV)/bin/jupyter-book build . -W -n --keep-going
 export JUPYTER_PREFER_ENV_PATH := 1
 export PYTHONHASHSEED := 0
+# One BLAS thread for numpy: on a 2-core machine two OpenBLAS threads make eigensolvers many times
+# slower as soon as anything else runs (600x600 eigvalsh: 3.3 s against 0.02 s under load).
+export OPENBLAS_NUM_THREADS := 1
 # The checkout being built: ledgers and reports go here even when nbval runs the chapters elsewhere.
 export PHASEBOOK_ROOT := $(CURDIR)
 

@@ -137,3 +137,29 @@ def test_tail_estimate_cases():
     assert zu._tail_estimate(np.array([1.0]), np.array([1.0 + 2 * eps]), np.array([1.0]))[0] <= 4 * eps
     # growing changes: not contracting
     assert zu._tail_estimate(np.array([1.0]), np.array([0.999]), np.array([0.99]))[0] == np.inf
+
+
+def test_step_gaps_tells_a_kink_from_a_jump():
+    gammas = np.linspace(0.0, 1.0, 21)
+    kink = np.maximum(0.5 - gammas, 0.0) * (1 + gammas)      # continuous, slope jumps at 0.5
+    jump = kink + 0.3 * (gammas < 0.52)                     # the same plus a jump inside [0.5, 0.55]
+    smooth = zu.step_gaps(gammas, kink)
+    assert np.all(smooth.gap <= 4 * smooth.gap_err + 1e-12)
+    jumped = zu.step_gaps(gammas, jump)
+    at = int(np.flatnonzero(jumped.interval == 10)[0])
+    assert jumped.interval[0] == 3 and jumped.interval[-1] == 16
+    assert jumped.gap[at] > 4 * jumped.gap_err[at]
+    # the jump less what the left branch (slope -1.5 at 0.5) falls over the step to 0.55
+    np.testing.assert_allclose(jumped.gap[at], 0.3 - 1.5 * 0.05, atol=0.02)
+
+
+def test_step_gaps_validates():
+    gammas = np.linspace(0.0, 1.0, 10)
+    with pytest.raises(ValueError, match="points"):
+        zu.step_gaps(gammas, gammas, points=2)
+    with pytest.raises(ValueError, match="gammas"):
+        zu.step_gaps(gammas[:5], gammas[:5])
+    with pytest.raises(ValueError, match="gammas"):
+        zu.step_gaps(gammas[::-1], gammas)
+    with pytest.raises(ValueError, match="values"):
+        zu.step_gaps(gammas, gammas[:9])

@@ -408,12 +408,7 @@ def delta_star_curve(
     eta: float | None = None,
     dimension: int = 1000,
     seeds: int = 2,
-    *,
-    every: int = 1,
-    quantile: float | None = None,
-    n_response: int = 4000,
-    reading: single_neuron.Reading = single_neuron.STANDARD,
-    device: str | torch.device | None = None,
+    **options,
 ) -> ThresholdCurve:
     """``delta*(t)`` for ``t = 0..steps`` on a grid of ``deltas`` (slides, "Formulas for computing delta_NN").
 
@@ -421,12 +416,12 @@ def delta_star_curve(
     Carlo seeds and :func:`phaselab.spectra.outlier` is applied to ``n = delta * dimension`` samples
     of ``(G_t, V_*)`` (see :meth:`DMFTSolution.hessian_outlier`: the law of ``G_t`` is unbounded
     below, and its ``n``-sample minimum sets the bulk edge of a ``dimension``-dimensional Hessian).
-    ``quantile`` drops the weights below that quantile first.  The kernels use ``n_response``
-    tangent paths; the outlier equation is evaluated every ``every`` steps (and at ``steps``).
+    The keyword ``options`` are those of :func:`delta_star_curves`: ``quantile`` drops the weights
+    below that quantile first, the kernels use ``n_response`` tangent paths, the outlier equation is
+    evaluated every ``every`` steps (and at ``steps``); ``reading`` and ``device`` as there.
     """
     dimension = validation.integer("dimension", dimension, minimum=1)
-    return delta_star_curves(activation, deltas, steps, eta, (dimension,), seeds, every=every, quantile=quantile,
-                             n_response=n_response, reading=reading, device=device)[dimension]
+    return delta_star_curves(activation, deltas, steps, eta, (dimension,), seeds, **options)[dimension]
 
 
 def delta_star_curves(

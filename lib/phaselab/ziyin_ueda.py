@@ -241,3 +241,66 @@ def regression_task(n: int, d: int, signal: float, noise: float, seed: int) -> t
     teacher *= signal / np.linalg.norm(scales**2 * teacher)
     y = x @ teacher + noise * rng.standard_normal(n)
     return x, y
+
+
+@dataclass(frozen=True)
+class StepGaps:
+    """Result of :func:`step_gaps`: one entry per tested grid interval ``[gammas[i], gammas[i + 1]]``.
+
+    ``interval``: the index ``i``; ``gap``: the smallest distance, over the interval, between the
+    straight lines fitted to the values on either side of it; ``gap_err``: its standard error at the
+    place where the distance is smallest.
+    """
+
+    interval: np.ndarray
+    gap: np.ndarray
+    gap_err: np.ndarray
+
+
+def step_gaps(gammas: np.ndarray, values: np.ndarray, points: int = 4) -> StepGaps:
+    """Is a curve such as ``L'(gamma)`` (their Lemma 1, Eq. (B23)) continuous across each grid interval?
+
+    For every interval with ``points`` grid values on each side, a straight line is fitted by least
+    squares to the ``points`` values left of it and another to the ``points`` values right of it.  A
+    continuous, piecewise smooth curve (no transition, or a second-order one with a kink inside the
+    interval) gives lines that meet inside the interval, up to their curvature bias, which the fit
+    residuals measure; a jump of the curve (a first-order transition, their Theorem 1) leaves a gap of
+    the size of the jump.  The gap is the smallest ``|left(t) - right(t)|`` over the interval (zero
+    where the lines cross inside it); its error is ``sqrt(s_l^2 (1/m + (t - t_l)^2 / S_l) + (same
+    right))`` at that ``t``, ``s^2`` the residual variance of each fit (``points - 2`` degrees of
+    freedom), ``t_l`` the mean and ``S_l`` the sum of squared deviations of its gammas.
+    """
+    gammas = validation.finite_array("gammas", gammas, ndim=1)
+    values = validation.finite_array("values", values, ndim=1)
+    if values.shape != gammas.shape:
+        raise ValueError(f"values must have the shape of gammas, got {values.shape} and {gammas.shape}")
+    if np.any(np.diff(gammas) <= 0):
+        raise ValueError("gammas must be strictly increasing")
+    points = validation.integer("points", points, minimum=3)
+    if gammas.size < 2 * points:
+        raise ValueError(f"gammas must have at least 2 * points = {2 * points} entries, got {gammas.size}")
+    windows_g = np.lib.stride_tricks.sliding_window_view(gammas, points)
+    windows_v = np.lib.stride_tricks.sliding_window_view(values, points)
+    centre = windows_g.mean(axis=1)
+    dev = windows_g - centre[:, None]
+    sxx = np.sum(dev**2, axis=1)
+    slope = np.sum(dev * (windows_v - windows_v.mean(axis=1, keepdims=True)), axis=1) / sxx
+    mean = windows_v.mean(axis=1)
+    s2 = np.sum((windows_v - mean[:, None] - slope[:, None] * dev) ** 2, axis=1) / (points - 2)
+    left = np.arange(gammas.size - 2 * points + 1)  # window index of the left fit
+    right = left + points                            # window index of the right fit
+    interval = left + points - 1
+    lo, hi = gammas[interval], gammas[interval + 1]
+
+    def difference(t):
+        return (mean[left] + slope[left] * (t - centre[left])) - (mean[right] + slope[right] * (t - centre[right]))
+
+    d_lo, d_hi = difference(lo), difference(hi)
+    crosses = np.sign(d_lo) != np.sign(d_hi)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t_cross = lo + d_lo * (hi - lo) / (d_lo - d_hi)
+    t = np.where(crosses, t_cross, np.where(np.abs(d_lo) <= np.abs(d_hi), lo, hi))
+    gap = np.where(crosses, 0.0, np.abs(difference(t)))
+    var = (s2[left] * (1 / points + (t - centre[left]) ** 2 / sxx[left])
+           + s2[right] * (1 / points + (t - centre[right]) ** 2 / sxx[right]))
+    return StepGaps(interval, gap, np.sqrt(var))
