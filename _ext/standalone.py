@@ -405,10 +405,9 @@ def book_facts(root: Path) -> tuple[dict[str, int], dict[str, str], dict[str, tu
         path = root / f"{docname}.md"
         title = next((line[2:].strip() for line in path.read_text().splitlines() if line.startswith("# ")), docname)
         titles[docname.rsplit("/", 1)[-1]] = title
-    sys.path.insert(0, str(root / "lib"))
-    from phaselab.references import _works
+    from phaselab.references import works
 
-    citations = {key: (work.authors, work.year) for key, work in _works(root / "book" / "references.bib").items()}
+    citations = {key: (work.authors, work.year) for key, work in works(root / "book" / "references.bib").items()}
     return numbers, titles, citations
 
 

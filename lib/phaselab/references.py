@@ -52,10 +52,11 @@ def bibliography_path() -> Path:
 
 
 @functools.cache
-def _works(path: Path) -> dict[str, Work]:
+def works(path: Path) -> dict[str, Work]:
+    """Every entry of the bibliography file at ``path``, by key."""
     from pybtex.database import parse_file
 
-    works = {}
+    entries = {}
     for key, entry in parse_file(str(path), bib_format="bibtex").entries.items():
         fields = entry.fields
         last_names = tuple(" ".join(person.last_names).replace("{", "").replace("}", "") for person in entry.persons["author"])
@@ -66,16 +67,16 @@ def _works(path: Path) -> dict[str, Work]:
         else:
             identifier = ""
         title = str(fields.get("title", "")).replace("{", "").replace("}", "")
-        works[key] = Work(key, last_names, str(fields.get("year", "")), title, identifier)
-    return works
+        entries[key] = Work(key, last_names, str(fields.get("year", "")), title, identifier)
+    return entries
 
 
 def work(key: str) -> Work:
     """The bibliography entry with this key (``ValueError`` naming the known keys otherwise)."""
-    works = _works(bibliography_path())
-    if key not in works:
-        raise ValueError(f"key must be a key of {bibliography_path().name}: one of {sorted(works)}, got {key!r}")
-    return works[key]
+    entries = works(bibliography_path())
+    if key not in entries:
+        raise ValueError(f"key must be a key of {bibliography_path().name}: one of {sorted(entries)}, got {key!r}")
+    return entries[key]
 
 
 def cite(key: str) -> str:
