@@ -103,6 +103,18 @@ def test_readings_report_the_range_and_depend_on_the_choice():
     assert book.claims[0].our_value == "6.2 to 9 over 2 readings; agreeing: centred"
 
 
+def test_readings_take_one_tolerance_per_reading():
+    book = ledger.Ledger("demo", ["wang2026phase"])
+    per_reading = {"centred": 0.3, "raw": 4.0}
+    assert book.readings("x", 6.0, {"centred": 6.2, "raw": 9.0}, per_reading, "why", "sec") == ledger.REPRODUCED
+    assert book.readings("y", 6.0, {"centred": 6.5, "raw": 9.0}, per_reading, "why", "sec") == ledger.DEPENDS
+    assert book.claims[0].tolerance == "± 0.3 to 4 (per reading)"
+    with pytest.raises(ValueError, match="tolerance must name exactly the readings"):
+        book.readings("z", 6.0, {"centred": 6.2, "raw": 9.0}, {"centred": 0.3}, "why", "sec")
+    with pytest.raises(ValueError, match="reading 'raw'"):
+        book.readings("z", 6.0, {"centred": 6.2, "raw": 9.0}, {"centred": 0.3, "raw": -1.0}, "why", "sec")
+
+
 def test_ledger_table_typesets_math_folds_the_reason_and_links_the_evidence(monkeypatch):
     shown = []
     monkeypatch.setattr("IPython.display.display", shown.append)

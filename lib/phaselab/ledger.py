@@ -102,6 +102,20 @@ def _format(value: float | str, digits: int) -> str:
     return f"{value:.{digits}g}"
 
 
+def _reading_tolerances(values: Mapping[str, float], tolerance: float | Mapping[str, float]) -> dict[str, float]:
+    """One finite, non-negative tolerance per reading, from a number or a mapping by reading name."""
+    if isinstance(tolerance, Mapping):
+        if set(tolerance) != set(values):
+            raise ValueError(f"tolerance must name exactly the readings {sorted(values)}, got {sorted(tolerance)}")
+        tolerances = {name: float(tolerance[name]) for name in values}
+    else:
+        tolerances = {name: float(tolerance) for name in values}
+    for name, value in tolerances.items():
+        if not (value >= 0 and math.isfinite(value)):
+            raise ValueError(f"tolerance for reading {name!r} must be finite and >= 0, got {value!r}")
+    return tolerances
+
+
 def _failure_kind(if_not: str) -> str:
     if if_not not in FAILURE_KINDS:
         raise ValueError(f"if_not must be one of {FAILURE_KINDS}, got {if_not!r}")
@@ -194,7 +208,7 @@ class Ledger:
         claim: str,
         paper_value: float,
         values: Mapping[str, float],
-        tolerance: float,
+        tolerance: float | Mapping[str, float],
         reason: str,
         section: str,
         *,
@@ -205,16 +219,16 @@ class Ledger:
     ) -> str:
         """Record a claim under every plausible reading of an underspecified source.
 
-        ``values`` maps each reading's name to our value under it.  The kind is reproduced when all
-        readings agree with the paper within ``tolerance``, ``DEPENDS`` when some do, ``if_not``
-        when none does.  Returns the kind.
+        ``values`` maps each reading's name to our value under it.  ``tolerance`` is one number for
+        every reading or a mapping with one per reading (each reading's own statistical error).
+        The kind is reproduced when all readings agree with the paper within their tolerance,
+        ``DEPENDS`` when some do, ``if_not`` when none does.  Returns the kind.
         """
         failure = _failure_kind(if_not)
         if not values:
             raise ValueError("values must hold at least one reading")
-        if not (tolerance >= 0 and math.isfinite(tolerance)):
-            raise ValueError(f"tolerance must be finite and >= 0, got {tolerance!r}")
-        agree = [name for name, value in values.items() if bool(abs(value - paper_value) <= tolerance)]
+        tolerances = _reading_tolerances(values, tolerance)
+        agree = [name for name, value in values.items() if bool(abs(value - paper_value) <= tolerances[name])]
         if len(agree) == len(values):
             kind = REPRODUCED
         elif agree:
@@ -224,8 +238,10 @@ class Ledger:
         low, high = min(values.values()), max(values.values())
         shown = f"{_format(low, digits)} to {_format(high, digits)} over {len(values)} readings"
         shown += f"; agreeing: {', '.join(agree)}" if agree else "; none agrees"
-        self._add(claim, paper, _format(paper_value, digits), shown, f"± {_format(tolerance, 2)}", reason, kind,
-                  bool(agree), section, finding)
+        smallest, largest = min(tolerances.values()), max(tolerances.values())
+        band = f"± {_format(smallest, 2)}" if smallest == largest else \
+            f"± {_format(smallest, 2)} to {_format(largest, 2)} (per reading)"
+        self._add(claim, paper, _format(paper_value, digits), shown, band, reason, kind, bool(agree), section, finding)
         return kind
 
     def _add(self, claim: str, paper: str | None, paper_value: str, our_value: str, tolerance: str, reason: str,
