@@ -18,7 +18,7 @@ def _autograd_loop(weights, x, y, epochs, lr, beta, batch, seed):
     """The straightforward per-member implementation, for comparison."""
     n_members, n = weights[0].shape[0], x.shape[0]
     current = [w.clone() for w in weights]
-    generator = config.torch_generator(seed)
+    generator = config.numpy_rng(seed)
     for _ in range(epochs):
         order = ensemble.epoch_permutations(n_members, n, generator)
         for m in range(n_members):

@@ -23,7 +23,7 @@ temperature ``T``; ``T = 0`` is plain minibatch SGD with weight decay):
     W_l <- W_l - lr * dW_l + sqrt(2 lr T) * N(0, 1)      (noise drawn independently per entry).
 
 Minibatches: each epoch every member draws its own random permutation of the training set (from
-one seeded generator, :func:`epoch_permutations`) and walks through it in ``n // B`` batches of
+one seeded NumPy generator, :func:`epoch_permutations`) and walks through it in ``n // B`` batches of
 ``B`` samples (the remainder is dropped, as ``DataLoader(drop_last=True)``); when ``B >= n`` the
 epoch is a single full-batch step.
 """
@@ -74,14 +74,23 @@ def end_to_end(weights: Sequence[torch.Tensor]) -> torch.Tensor:
     return product
 
 
-def epoch_permutations(n_members: int, n_samples: int, generator: torch.Generator) -> torch.Tensor:
-    """One random ordering of the training set per member, shape ``(n_members, n_samples)``.
+def epoch_permutations(
+    n_members: int, n_samples: int, generator: np.random.Generator, device: str | torch.device | None = None
+) -> torch.Tensor:
+    """One random ordering of the training set per member, shape ``(n_members, n_samples)``, on ``device``.
 
-    Both the engine and the per-seed baseline of ``benchmarks/ensemble.py`` call this with the
+    Drawn on the host by NumPy's row-wise Fisher-Yates shuffle (``Generator.permuted``), which on a
+    CPU is about 5x faster than sorting random keys with ``torch.argsort`` (the two draw different
+    orderings: the random stream of minibatches changed when the engine switched), and the same on
+    every device.  Both the engine and the baselines of ``benchmarks/ensemble.py`` call this with the
     same generator, so they see the same minibatches.
     """
-    keys = torch.rand(n_members, n_samples, generator=generator, device=generator.device)
-    return torch.argsort(keys, dim=1)
+    n_members = validation.integer("n_members", n_members, minimum=1)
+    n_samples = validation.integer("n_samples", n_samples, minimum=1)
+    if not isinstance(generator, np.random.Generator):
+        raise ValueError(f"generator must be a numpy.random.Generator (config.numpy_rng), got {type(generator).__name__}")
+    orders = generator.permuted(np.broadcast_to(np.arange(n_samples), (n_members, n_samples)), axis=1)
+    return torch.from_numpy(orders).to(config.resolve_device(device) if device is not None else "cpu")
 
 
 def steps_per_epoch(n_samples: int, batch_size: int) -> int:
@@ -178,8 +187,8 @@ def train(
     ``escape_check_every``-th epoch (default: every epoch); with ``stop_when_escaped`` training
     stops once every member has escaped.  With ``record_modes=(U, V)``, arrays of shapes
     ``(d_out, k)`` and ``(d_in, k)``, every record also stores ``u_j^T (W_L ... W_1) v_j`` for each
-    column pair ``j`` (``EnsembleResult.mode_amplitudes``).  Minibatch order and noise
-    come from one generator seeded with ``seed``.  Runs on ``device`` (default: CUDA if present).
+    column pair ``j`` (``EnsembleResult.mode_amplitudes``).  Minibatch orders come from a NumPy
+    generator and Langevin noise from a torch generator, both seeded with ``seed``.  Runs on ``device`` (default: CUDA if present).
     """
     device = config.resolve_device(device)
     weights = [w.detach().to(device).clone() for w in weights]
@@ -209,11 +218,13 @@ def train(
     modes = None if record_modes is None else _check_modes(record_modes, weights, dtype, device)
 
     generator = config.torch_generator(seed, device)
+    order_generator = config.numpy_rng(seed)
     train_moments = _moments(x_train, y_train)
     test_moments = _moments(x_test, y_test) if has_test else None
     plan = _BatchPlan(batch_m, n_samples)
     sample_moments = None if plan.full_batch else _sample_moments(x_train, y_train)
     net = _MembersLast(weights)
+    decay_m = 1.0 - lr_m * beta_m
     noise_scale = torch.sqrt(2.0 * lr_m * temp_m)
     noisy = bool((temp_m > 0).any())
     # float32 normals cast to float64 are ~5x faster on a CPU (benchmarks/ensemble_kernels.py)
@@ -236,18 +247,19 @@ def train(
     for epoch in range(1, epochs + 1):
         stop = False
         if not plan.full_batch:
-            order = epoch_permutations(n_members, n_samples, generator)
+            order = epoch_permutations(n_members, n_samples, order_generator, device)
             batch_sxx, batch_syx = plan.epoch_moments(sample_moments, order)
         for step in range(plan.steps):
             if plan.full_batch:
                 sxx, syx = full_sxx, full_syx
             else:
                 sxx, syx = batch_sxx[step], batch_syx[step]
-            step_lr, step_noise = lr_m, noise_scale
+            step_lr, step_decay, step_noise = lr_m, decay_m, noise_scale
             if plan.idle_at(step):
                 active = plan.active(step).to(dtype)
                 step_lr, step_noise = lr_m * active, noise_scale * active
-            net.theta.sub_(step_lr * net.gradient(sxx, syx, beta_m))
+                step_decay = 1.0 - step_lr * beta_m
+            net.step(step_lr, step_decay, sxx, syx)
             if noisy:
                 noise = torch.randn(net.theta.shape, generator=generator, dtype=noise_dtype, device=device)
                 net.theta.add_(step_noise * noise.to(dtype))
@@ -279,7 +291,7 @@ def train(
     )
 
 
-def _mm(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+def _mm(a: torch.Tensor, b: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
     """Matrix product of members-last stacks: ``(i, j, M) x (j, k, M) -> (i, k, M)``.
 
     For the small matrices of these networks one broadcast multiply-and-sum over all members beats
@@ -287,7 +299,7 @@ def _mm(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     ``W3 W2 W1`` of the 2-10-10-2 network at 200 members on 2 CPU threads:
     ``benchmarks/ensemble_kernels.py``), and needs no transposed copies of the weights.
     """
-    return (a[:, :, None, :] * b[None, :, :, :]).sum(dim=1)
+    return torch.sum(a[:, :, None, :] * b[None, :, :, :], dim=1, out=out)
 
 
 def _t(a: torch.Tensor) -> torch.Tensor:
@@ -304,6 +316,8 @@ class _MembersLast:
         self.theta = torch.cat([w.permute(1, 2, 0).reshape(-1, w.shape[0]) for w in weights], dim=0).contiguous()
         sizes = [o * i for o, i in self.shapes]
         self.layers = [block.view(o, i, -1) for block, (o, i) in zip(self.theta.split(sizes, dim=0), self.shapes)]
+        self.gradient = torch.empty_like(self.theta)
+        self.gradient_layers = [block.view(o, i, -1) for block, (o, i) in zip(self.gradient.split(sizes, dim=0), self.shapes)]
 
     def end_to_end(self) -> torch.Tensor:
         """``W_L ... W_1`` of every member, members first ``(M, d_out, d_in)``."""
@@ -312,21 +326,26 @@ class _MembersLast:
             product = _mm(layer, product)
         return product.permute(2, 0, 1)
 
-    def gradient(self, sxx: torch.Tensor, syx: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
-        """Flat gradient ``(D, M)`` of the loss for moments ``sxx`` ``(d_in, d_in, M or 1)`` and
-        ``syx`` ``(d_out, d_in, M or 1)``: ``dW_l = (W_L..W_{l+1})^T G (W_{l-1}..W_1)^T + beta W_l``
-        with ``G = E S_xx - S_yx`` (the chain rule of the data term, Eq. 1)."""
+    def data_gradient(self, sxx: torch.Tensor, syx: torch.Tensor) -> torch.Tensor:
+        """Flat gradient ``(D, M)`` of the data term for moments ``sxx`` ``(d_in, d_in, M or 1)`` and
+        ``syx`` ``(d_out, d_in, M or 1)``: ``dW_l = (W_L..W_{l+1})^T G (W_{l-1}..W_1)^T`` with
+        ``G = E S_xx - S_yx`` (the chain rule of the data term, Eq. 1).  Written into one buffer that
+        every step reuses (the next call overwrites it)."""
         prefix = [self.layers[0]]  # prefix[l] = W_{l+1} ... W_1 (0-based)
         for layer in self.layers[1:]:
             prefix.append(_mm(layer, prefix[-1]))
-        left = _mm(prefix[-1], sxx) - syx  # G, then (W_L..W_{l+1})^T G from the top down
-        grads: list[torch.Tensor] = []
-        for l in range(len(self.layers) - 1, -1, -1):
-            grads.append(left if l == 0 else _mm(left, _t(prefix[l - 1])))
-            if l > 0:
-                left = _mm(_t(self.layers[l]), left)
-        flat = torch.cat([g.reshape(-1, g.shape[-1]).expand(-1, self.theta.shape[1]) for g in reversed(grads)], dim=0)
-        return flat + beta * self.theta
+        left = _mm(prefix[-1], sxx).sub_(syx)  # G, then (W_L..W_{l+1})^T G from the top down
+        for l in range(len(self.layers) - 1, 0, -1):
+            _mm(left, _t(prefix[l - 1]), out=self.gradient_layers[l])
+            left = _mm(_t(self.layers[l]), left)
+        self.gradient_layers[0].copy_(left)
+        return self.gradient
+
+    def step(self, lr: torch.Tensor, decay: torch.Tensor, sxx: torch.Tensor, syx: torch.Tensor) -> None:
+        """One SGD step with weight decay, ``theta <- theta - lr (dL/dtheta + beta theta)``, computed as
+        ``decay * theta - lr * dL/dtheta`` with ``decay = 1 - lr beta`` per member (two in-place ops)."""
+        gradient = self.data_gradient(sxx, syx)  # before theta changes
+        self.theta.mul_(decay).addcmul_(lr, gradient, value=-1.0)
 
     def members_first(self) -> list[torch.Tensor]:
         """The weights in the public layout ``(n_members, d_out, d_in)`` (copies)."""
@@ -358,16 +377,19 @@ class _BatchPlan:
         outer_xx, outer_yx = sample_moments  # per-sample x x^T and y x^T, (n or M, n, d, d)
         d_in, d_out = outer_xx.shape[-1], outer_yx.shape[-2]
         flat = torch.cat([outer_xx.flatten(-2), outer_yx.flatten(-2)], dim=-1)
-        if flat.dim() == 2:
-            ordered = flat[order]  # (M, n, k)
-        else:
-            ordered = flat.gather(1, order[:, :, None].expand(-1, -1, flat.shape[-1]))
-        n_members, n_samples, k = ordered.shape
+        n_members, n_samples = order.shape
+        k = flat.shape[-1]
+        if flat.dim() == 3:  # per-member data: member m's samples are rows m n ... m n + n - 1
+            order = order + n_samples * torch.arange(n_members, device=order.device)[:, None]
+            flat = flat.reshape(-1, k)
+        # rows gathered with index_select (several times faster than advanced indexing on a CPU)
         if self.uniform:
             size = int(self.batch[0])
-            used = ordered[:, : self.steps * size].reshape(n_members, self.steps, size, k)
-            means = used.mean(dim=2).permute(1, 2, 0)  # (steps, k, M)
+            rows = order[:, : self.steps * size].T.reshape(-1)  # step-major, members last
+            sums = flat.index_select(0, rows).view(self.steps, size, n_members, k).sum(dim=1)
+            means = (sums / size).transpose(1, 2)  # (steps, k, M)
         else:
+            ordered = flat.index_select(0, order.reshape(-1)).view(n_members, n_samples, k)
             running = torch.nn.functional.pad(ordered.cumsum(dim=1), (0, 0, 1, 0))  # (M, n+1, k)
             steps = torch.arange(self.steps, device=order.device)
             start = (steps[None, :] * self.batch[:, None]).clamp(max=n_samples)
