@@ -115,7 +115,7 @@ def train_sgd(params: Params, data: Digits, eta: float, batch_size: int, n_steps
     checkpoint_steps = np.unique(np.round(np.linspace(0, n_steps, n_checkpoints)).astype(int))
     n_runs = params[0].shape[0]
     dev = params[0].device
-    gen = config.torch_generator(seed, dev)
+    gen = config.numpy_rng(seed)
     lr = torch.full((n_runs,), eta, device=dev)
     params = [p.clone() for p in params]
     checkpoints = [[p.clone() for p in params]] if checkpoint_steps[0] == 0 else []
@@ -124,7 +124,7 @@ def train_sgd(params: Params, data: Digits, eta: float, batch_size: int, n_steps
     for step in range(1, n_steps + 1):
         slot = (step - 1) % per_epoch
         if slot == 0:
-            order = ensemble.epoch_permutations(n_runs, n_train, gen)
+            order = ensemble.epoch_permutations(n_runs, n_train, gen, dev)
         idx = order[:, slot * batch_size : (slot + 1) * batch_size]
         _step(params, data.x_train[idx], data.y_train[idx], lr)
         if step in checkpoint_steps:
