@@ -30,7 +30,7 @@ define fresh_cache
 		rm -rf $(CACHE) _build/ledgers _build/.doctrees; fi; echo $(LIB_HASH) > _build/.lib-hash
 endef
 
-.PHONY: book test setup browser clean lab notebook
+.PHONY: book test setup browser clean lab notebook paper
 
 setup: $(STAMP)
 
@@ -57,6 +57,12 @@ notebook: $(STAMP)
 browser:
 	@command -v chromium > /dev/null || { [ "$$(id -u)" = 0 ] || { echo "install Debian's chromium (apt-get install chromium) to test the rendered book" >&2; exit 1; }; \
 		apt-get install -y -q chromium > /dev/null || { apt-get update -q && apt-get install -y -q chromium > /dev/null; }; }
+
+# The book at the papers' sizes: every chapter (or CHAPTER=<stem>) run at PHASEBOOK_SCALE=paper, one
+# record each, with its provenance, written to book/records/paper/ (commit them); the reproducibility
+# page and the intro show them next to the default scale.
+paper: $(STAMP)
+	$(PYTHON) tools/scale_record.py --scale paper $(CHAPTER)
 
 book: $(STAMP)
 	$(fresh_cache)

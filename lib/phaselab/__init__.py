@@ -10,6 +10,7 @@ Shared by every chapter
 - :mod:`phaselab.plotting`      the book's figure style (one place)
 - :mod:`phaselab.ledger`        claims ledgers: paper value, ours, tolerance, verdict
 - :mod:`phaselab.report`        the reproducibility report gathered from every ledger
+- :mod:`phaselab.records`       chapters' runs at the papers' scale, with provenance and staleness
 
 Chapter 1 (L2 phase transitions)
 
