@@ -60,7 +60,7 @@ def record_chapter(root: Path, stem: str, scale: str, output: Path, timeout: int
     """Run chapter ``stem`` of the book at ``root`` at ``scale`` in a child process and write its
     record into ``output``."""
     source = records.chapter_source(root, stem)
-    commit, changed = records.git_commit(root)
+    commit, changed = records.git_commit(root, stem)
     hashes = records.phaselab_hash(root, stem), records.chapter_hash(root, stem)
     with tempfile.TemporaryDirectory() as scratch:
         ledger_dir, executed = Path(scratch) / "ledgers", Path(scratch) / f"{stem}.ipynb"

@@ -123,12 +123,13 @@ def device_description(device: str | torch.device | None = None) -> str:
     return f"CPU {model}, {os.cpu_count()} cores"
 
 
-def git_commit(root: Path) -> tuple[str, bool]:
-    """The checked-out commit of ``root`` and whether ``lib/phaselab`` or ``book`` (records aside)
-    differ from it (``('unknown', True)`` outside a git checkout)."""
+def git_commit(root: Path, stem: str) -> tuple[str, bool]:
+    """The checked-out commit of ``root`` and whether chapter ``stem`` or the ``phaselab`` modules it
+    runs differ from it (``('unknown', True)`` outside a git checkout)."""
+    paths = [f"book/{stem}.md", *(f"lib/phaselab/{name}.py" for name in chapter_modules(root, stem))]
     try:
         commit = _git(root, "rev-parse", "HEAD")
-        changed = _git(root, "status", "--porcelain", "--", "lib/phaselab", "book", ":(exclude)book/records")
+        changed = _git(root, "status", "--porcelain", "--", *paths)
     except (OSError, subprocess.CalledProcessError):
         return "unknown", True
     return commit, bool(changed)
