@@ -111,3 +111,26 @@ def test_continuation_records_endpoint_training_loss(data):
     assert np.all(result.train_loss[ends_ok] <= 0.3)
     # the last checkpoint is the end of SGD: its continuation can only lower the training loss
     assert np.all(np.isfinite(result.train_loss))
+
+
+def test_shared_first_continuation_matches_a_full_run(data):
+    params = fl.init_params((64, 8, 8, 10), n_runs=2)
+    kwargs = dict(eta=0.5, batch_size=10, n_checkpoints=3, max_continuation_steps=40, loss_tol=1e-3, seed=2,
+                  continuation_step=0.3)
+    full = fl.continuation_experiment(params, data, **kwargs)
+    first = fl.continue_full_batch(params, data, 0.3, 40, 1e-3)
+    shared = fl.continuation_experiment(params, data, first_continuation=first, **kwargs)
+    assert np.array_equal(full.errors, shared.errors)
+    assert np.allclose(full.train_loss, shared.train_loss, rtol=1e-5)
+    with pytest.raises(ValueError, match="continuation_step"):
+        fl.continuation_experiment(params, data, 0.5, 10, 3, 40, 1e-3, first_continuation=first)
+
+
+def test_jaccard_pairs_matches_the_matrix():
+    rng = np.random.default_rng(0)
+    errors = rng.random((4, 30)) < 0.3
+    errors[3] = False
+    pairs = fl.jaccard_pairs(errors[:, None, :], errors[None, :, :])
+    assert np.allclose(pairs, fl.jaccard_matrix(errors))
+    with pytest.raises(ValueError, match="shape"):
+        fl.jaccard_pairs(errors, errors[:2])

@@ -118,13 +118,14 @@ def test_simulator_shapes_reproducibility_and_deterministic_limit():
 def test_hessian_noise_has_clipped_hessian_covariance():
     gen = torch.Generator().manual_seed(0)
     hxx, hxy, hyy = (torch.full((200000,), v, dtype=torch.float64) for v in (3.0, 1.0, -0.5))
-    nx, ny = tv._noise(hxx, hxy, hyy, None, 1.0, "hessian", LAND, gen)
+    z = torch.randn((2, 200000), generator=gen, dtype=torch.float64)
+    nx, ny = tv._noise(hxx, hxy, hyy, z, 1.0, None, "hessian", with_y=True)
     h = np.array([[3.0, 1.0], [1.0, -0.5]])
     w, v = np.linalg.eigh(h)
     h_plus = (v * np.clip(w, 0, None)) @ v.T
     cov = np.cov(np.stack([nx.numpy(), ny.numpy()]))
     assert np.allclose(cov, h_plus, atol=0.03)
-    nx, ny = tv._noise(hxx, hxy, hyy, None, 1.0, "hessian_squared", LAND, gen)
+    nx, ny = tv._noise(hxx, hxy, hyy, z, 1.0, None, "hessian_squared", with_y=True)
     assert np.allclose(np.cov(np.stack([nx.numpy(), ny.numpy()])), h @ h, atol=0.08)
 
 
@@ -133,7 +134,9 @@ def test_isotropic_noise_has_isotropic_covariance_of_the_mean_curvature():
     n = 200000
     hxx, hxy, hyy = (torch.full((n,), v, dtype=torch.float64) for v in (3.0, 1.0, -0.5))
     y = torch.full((n,), 5.0, dtype=torch.float64)
-    nx, ny = tv._noise(hxx, hxy, hyy, y, 1.0, "isotropic", LAND, gen)
+    amp = tv._isotropic_amplitude(LAND, tv._y_terms(LAND, y)["Q"], 1.0)
+    z = torch.randn((2, n), generator=gen, dtype=torch.float64)
+    nx, ny = tv._noise(hxx, hxy, hyy, z, 1.0, amp, "isotropic", with_y=True)
     h_iso = 2 / np.sqrt(LAND.f(5.0, True) * LAND.f(5.0, False))  # the Hessian entries play no part
     # a sample variance of n normals has standard error var * sqrt(2 / n): allow 5 of them
     assert np.allclose(np.cov(np.stack([nx.numpy(), ny.numpy()])), h_iso * np.eye(2), rtol=0, atol=5 * h_iso * np.sqrt(2 / n))
@@ -271,3 +274,35 @@ def test_simulate_takes_one_start_per_cell():
     assert alone.x.shape == (4,)
     with pytest.raises(ValueError, match="y0"):
         tv.simulate([0.01, 0.01], [0.1, 0.1], n_runs=4, n_steps=10, y0=[1.0, 2.0, 3.0])
+
+
+def test_discrete_hopping_rates_balance_and_tend_to_the_ito_rates():
+    y, ds = 5.0, 6e-4
+    k_fs_ito, k_sf_ito = (float(k) for k in tv.hopping_rates(y, ds))
+    visit_flat, visit_sharp = (1 / float(t) for t in tv.ridge_passage_times(y, ds))
+    gaps = []
+    for eta in (0.004, 0.00025):
+        c_flat, c_sharp, k_fs, k_sf = tv.discrete_hopping_rates(y, eta, ds / eta) / eta
+        p = tv.discrete_stationary_p_flat(y, eta, ds / eta)
+        assert k_sf / k_fs == pytest.approx(p / (1 - p), rel=0.02)  # the two-state reduction keeps the stationary odds
+        assert c_flat < visit_flat and c_sharp < visit_sharp  # a sign change needs a step across the ridge
+        assert k_fs <= c_flat and k_sf <= c_sharp
+        gaps.append(abs(k_sf / k_sf_ito - 1) + abs(k_fs / k_fs_ito - 1))
+    assert gaps[1] < gaps[0] < 0.2  # committed hops approach the Ito rates as eta -> 0 at fixed Delta_S
+    with pytest.raises(ValueError, match="eta"):
+        tv.discrete_hopping_rates(y, 0.5, 0.01)
+
+
+def test_discrete_freezing_limits_and_bookkeeping():
+    both = tv.discrete_freezing([0.01, 0.01], [1e-4, 0.2], y0=5.0, n_steps=2000)
+    assert both.p_cross[0] < 1e-3 and both.mean_freezing_step[0] < 1.0  # cold: frozen from the start
+    assert both.p_flat_by_start[0, 0] < 0.05 and both.p_flat_by_start[0, 1] > 0.95  # each run stays where it settles
+    assert both.p_flat[0] == pytest.approx(both.p_flat_by_start[0].mean())
+    assert both.p_cross[1] > 0.9 and both.p_flat[1] > 0.75  # hot: nearly every run hops, toward the flat valley
+    mix = both.p_cross * both.mean_y_freeze + (1 - both.p_cross) * 5.0
+    assert np.allclose(both.mean_y_freeze_all, mix)
+    assert np.all(both.sd_freezing_step >= 0) and np.all(both.separation >= 0)
+    with pytest.raises(ValueError, match="same length"):
+        tv.discrete_freezing([0.01, 0.02], [0.1], y0=5.0, n_steps=10)
+    with pytest.raises(ValueError, match="n_steps"):
+        tv.discrete_freezing(0.01, 0.1, y0=5.0, n_steps=0)

@@ -194,6 +194,20 @@ def jaccard_matrix(errors: np.ndarray) -> np.ndarray:
     return np.where(union > 0, inter / np.where(union > 0, union, 1.0), 1.0)
 
 
+def jaccard_pairs(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Jaccard similarity (Eq. 2) of matching endpoints, ``a`` against ``b`` (broadcast) along the
+    last axis (test images); two empty sets count as identical."""
+    a, b = np.asarray(a, dtype=bool), np.asarray(b, dtype=bool)
+    try:
+        np.broadcast_shapes(a.shape, b.shape)
+    except ValueError:
+        raise ValueError(f"a and b must have broadcastable shapes, got {a.shape} and {b.shape}") from None
+    if a.ndim < 1 or a.shape[-1] != b.shape[-1]:
+        raise ValueError(f"a and b must have the same last axis (test images), got shapes {a.shape} and {b.shape}")
+    inter, union = (a & b).sum(axis=-1), (a | b).sum(axis=-1)
+    return np.where(union > 0, inter / np.maximum(union, 1), 1.0)
+
+
 def freezing_index(similarity: np.ndarray, threshold: float = 0.9) -> int:
     """Index c of the earliest checkpoint with Sim_J >= threshold for all i, j >= c (Eq. 3)."""
     similarity = validation.finite_array("similarity", similarity, ndim=2)
@@ -313,16 +327,36 @@ def continuation_experiment(
     thresholds: tuple[float, ...] = (0.9, 0.99),
     flatness_at_all_checkpoints: bool = False,
     seed: int = 0,
+    continuation_step: float | None = None,
+    first_continuation: tuple[Params, np.ndarray] | None = None,
 ) -> ContinuationResult:
     """The continuation protocol of Sec. II.1-II.3 for one (eta, B): SGD for T = 100 / eta steps,
-    full-batch GD from each of ``n_checkpoints`` checkpoints, then Eqs. (1)-(4)."""
+    full-batch GD from each of ``n_checkpoints`` checkpoints, then Eqs. (1)-(4).
+
+    ``continuation_step``: the GD step of the continuation; None (the paper's protocol) uses the
+    SGD step ``eta``.  A fixed step shared by all settings makes the continuation from the first
+    checkpoint (``params0`` itself) the same for every setting: pass it once computed as
+    ``first_continuation`` (the ``continue_full_batch`` output for ``params0``) to skip it.
+    """
     config.reduce_allocation_overhead()
     n_runs = params0[0].shape[0]
     n_steps = int(round(100 / validation.positive("eta", eta)))
+    gd_step = eta if continuation_step is None else validation.positive("continuation_step", continuation_step)
     steps, checkpoints = train_sgd(params0, data, eta, batch_size, n_steps, n_checkpoints, seed=seed)
     n_ck = len(steps)
-    stacked = [torch.cat([c[i] for c in checkpoints]) for i in range(len(params0))]
-    ends, used = continue_full_batch(stacked, data, eta, max_continuation_steps, loss_tol)
+    if first_continuation is not None:
+        if continuation_step is None:
+            raise ValueError("first_continuation needs a fixed continuation_step (shared by the settings)")
+        first_ends, first_used = first_continuation
+        if len(first_ends) != len(params0) or first_ends[0].shape != params0[0].shape or len(first_used) != n_runs:
+            raise ValueError("first_continuation must be continue_full_batch(params0, ...) for these runs")
+        rest = [torch.cat([c[i] for c in checkpoints[1:]]) for i in range(len(params0))]
+        rest_ends, rest_used = continue_full_batch(rest, data, gd_step, max_continuation_steps, loss_tol)
+        ends = [torch.cat([a, b]) for a, b in zip(first_ends, rest_ends)]
+        used = np.concatenate([np.asarray(first_used), rest_used])
+    else:
+        stacked = [torch.cat([c[i] for c in checkpoints]) for i in range(len(params0))]
+        ends, used = continue_full_batch(stacked, data, gd_step, max_continuation_steps, loss_tol)
     errors = misclassified(ends, data).reshape(n_ck, n_runs, -1)
     converged = (used < max_continuation_steps).reshape(n_ck, n_runs)
     flat = np.full((n_ck, n_runs), np.nan)

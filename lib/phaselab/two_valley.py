@@ -18,7 +18,9 @@ temperature ``T_eff = Delta_S h_iso``, equal in both valleys), and ``Sigma = 2 s
 Theory: effective loss (Eqs. 7-8), mean first-passage times (A23-A24) by quadrature and their erfi
 forms (A28), the paper's steady state (Eq. 9), the stationary distribution of the Ito
 Fokker-Planck equation that the discrete update (6) actually converges to, and the freezing
-estimates (Eqs. 10-12).
+estimates (Eqs. 10-12).  Beyond the paper: the transfer operator of the update at fixed y, its
+exact stationary law, its per-step sign-change and committed-hop chances, and from them a
+finite-step freezing theory (:func:`discrete_freezing`) with no fitted constant.
 """
 
 from __future__ import annotations
@@ -90,54 +92,50 @@ def _xp(a: Any) -> Any:
     return torch if isinstance(a, torch.Tensor) else np
 
 
-def _y_terms(land: Landscape, y: Any) -> dict[str, Any]:
-    """Q, R, L0 and their first two y-derivatives (see the module docstring)."""
+def _y_terms(land: Landscape, y: Any, with_l0: bool = True) -> dict[str, Any]:
+    """Q, R, L0 and their first two y-derivatives (see the module docstring); ``with_l0=False``
+    leaves out L0 itself, which no derivative needs.
+
+    With ``e = 1 / (y + y_f)`` and ``c = y_f - y_b``: ``Q = p^2`` with ``p = 1 - c e`` and
+    ``R = (1 - y_f e) p``, polynomials in e whose y-derivatives follow from ``de/dy = -e^2``
+    (fewer tensor operations per step than the quotient rule).
+    """
     xp = _xp(y)
-    yf, yb = y + land.y_f, y + land.y_b
-    inv_f = 1.0 / yf
-    p = yb * inv_f
-    dp = (land.y_f - land.y_b) * inv_f**2
-    ddp = -2.0 * dp * inv_f
-    w = inv_f**2
-    dw = -2.0 * w * inv_f
-    ddw = 6.0 * w * inv_f**2
-    u, du = y * yb, 2.0 * y + land.y_b
+    c, yf = land.y_f - land.y_b, land.y_f
+    e = 1.0 / (y + yf)
+    e2 = e * e
+    e3 = e2 * e
+    p = 1.0 - c * e
     decay = land.L_d * xp.exp(-y / land.y_d)
-    return {
+    terms = {
         "Q": p * p,
-        "dQ": 2.0 * p * dp,
-        "ddQ": 2.0 * (dp * dp + p * ddp),
-        "R": u * w,
-        "dR": du * w + u * dw,
-        "ddR": 2.0 * w + 2.0 * du * dw + u * ddw,
-        "L0": decay + land.L0_star,
-        "dL0": -decay / land.y_d,
-        "ddL0": decay / land.y_d**2,
+        "dQ": (2.0 * c) * e2 * p,
+        "ddQ": e3 * ((2.0 * c * c) * e - (4.0 * c) * p),
+        "R": 1.0 + e * ((yf * c) * e - (yf + c)),
+        "dR": e2 * ((yf + c) - (2.0 * yf * c) * e),
+        "ddR": e3 * ((6.0 * yf * c) * e - 2.0 * (yf + c)),
+        "dL0": decay * (-1.0 / land.y_d),
+        "ddL0": decay * (1.0 / land.y_d**2),
     }
+    if with_l0:
+        terms["L0"] = decay + land.L0_star
+    return terms
 
 
-def _side_terms(land: Landscape, x: Any) -> tuple[Any, Any, Any]:
-    """Sign s of the side (+1 for x >= 0), k = x0^2/(f0 a^2) and k a for each point."""
-    xp = _xp(x)
-    flat = x >= 0
+def _side_terms(land: Landscape, x: Any, flat: Any = None) -> tuple[Any, Any]:
+    """k = x0^2/(f0 a^2) and s k a (s = +1 for x >= 0, -1 otherwise) for each point; ``flat`` is
+    ``x >= 0`` when the caller has it already."""
+    flat = x >= 0 if flat is None else flat
     k1, k2 = land.x0**2 / (land.f0 * land.x1**2), land.x0**2 / (land.f0 * land.x2**2)
-    if xp is torch:
-        one = torch.ones_like(x)
-        sign = torch.where(flat, one, -one)
-        k = torch.where(flat, k1 * one, k2 * one)
-        ka = torch.where(flat, k1 * land.x1 * one, k2 * land.x2 * one)
-    else:
-        sign = np.where(flat, 1.0, -1.0)
-        k = np.where(flat, k1, k2)
-        ka = np.where(flat, k1 * land.x1, k2 * land.x2)
-    return sign, k, ka
+    where = torch.where if _xp(x) is torch else np.where
+    return where(flat, k1, k2), where(flat, k1 * land.x1, -k2 * land.x2)
 
 
 def loss(x: Any, y: Any, land: Landscape = DEFAULT_LANDSCAPE) -> Any:
     """The loss L(x, y) of Eq. (5); works on numpy arrays and torch tensors."""
     t = _y_terms(land, y)
-    sign, k, ka = _side_terms(land, x)
-    return t["L0"] + k * t["Q"] * x * x - 2.0 * ka * t["R"] * sign * x
+    k, ka_s = _side_terms(land, x)
+    return t["L0"] + k * t["Q"] * x * x - 2.0 * ka_s * t["R"] * x
 
 
 def derivatives(x: Any, y: Any, land: Landscape = DEFAULT_LANDSCAPE) -> tuple[Any, ...]:
@@ -146,12 +144,19 @@ def derivatives(x: Any, y: Any, land: Landscape = DEFAULT_LANDSCAPE) -> tuple[An
     At the cusp x = 0 the one-sided (x >= 0) values are returned.  ``H_yy`` keeps every term
     (the authors' code drops the one from the y-dependence of f_i).
     """
-    t = _y_terms(land, y)
-    sign, k, ka = _side_terms(land, x)
+    return _derivatives(x, _y_terms(land, y, with_l0=False), land)
+
+
+def _derivatives(x: Any, t: dict[str, Any], land: Landscape, flat: Any = None, *, with_gy: bool = True,
+                 with_hessian: bool = True) -> tuple[Any, ...]:
+    """:func:`derivatives` from precomputed y terms (``_y_terms``) and, optionally, ``x >= 0``;
+    the entries not asked for (``with_gy``, ``with_hessian``) are returned as None."""
+    k, ka_s = _side_terms(land, x, flat)
     kx = k * x
-    ka_s = ka * sign
     gx = 2.0 * (kx * t["Q"] - ka_s * t["R"])
-    gy = t["dL0"] + (kx * t["dQ"] - 2.0 * ka_s * t["dR"]) * x
+    gy = t["dL0"] + (kx * t["dQ"] - 2.0 * ka_s * t["dR"]) * x if with_gy else None
+    if not with_hessian:
+        return gx, gy, None, None, None
     hxx = 2.0 * k * t["Q"]
     hxy = 2.0 * (kx * t["dQ"] - ka_s * t["dR"])
     hyy = t["ddL0"] + (kx * t["ddQ"] - 2.0 * ka_s * t["ddR"]) * x
@@ -304,6 +309,40 @@ def _stationary_vector(matrix: sparse.csc_matrix) -> np.ndarray:
     return sparse_linalg.spsolve(system.tocsc(), rhs)
 
 
+@dataclass(frozen=True)
+class _Grid:
+    """The transfer operator of the x-update at fixed y on a grid whose middle edge is the ridge."""
+
+    centres: np.ndarray
+    n_half: int
+    matrix: sparse.csc_matrix
+    floors: np.ndarray  # (sharp, flat) valley minima
+
+
+def _grid_operator(y: float, eta: float, sigma: float, noise: str, bins_per_step: float, land: Landscape) -> _Grid:
+    """Transfer operator of Eq. (6) at fixed y with ``bins_per_step`` bins per SD of the smallest step."""
+    reach = max(land.g(y, True), land.g(y, False)) / 2
+    floors = np.array([-land.g(y, False) / 2, land.g(y, True) / 2])
+    step_sd = eta * np.sqrt(x_noise_variance(floors, y, sigma, noise, land))
+    h = hessian(floors, y, land)[0]
+    if np.any(eta * h >= 2):
+        raise ValueError(f"eta must be < 2 / H_xx = {2 / h.max():.3g} (a valley is unstable), got {eta!r}")
+    valley_sd = step_sd / np.sqrt(eta * h * (2 - eta * h))  # discrete Ornstein-Uhlenbeck width
+    half = reach + 10 * valley_sd.max()
+    n_half = int(np.ceil(half / (step_sd.min() / bins_per_step)))
+    edges = np.linspace(-half, half, 2 * n_half + 1)
+    centres = 0.5 * (edges[1:] + edges[:-1])
+    mean = centres - eta * gradient(centres, y, land)[0]
+    std = np.maximum(eta * np.sqrt(x_noise_variance(centres, y, sigma, noise, land)), 1e-12)
+    return _Grid(centres, n_half, transfer_matrix(edges, mean, std), floors)
+
+
+def _check_discrete(y: float, eta: float, sigma: float, noise: str, bins_per_step: float) -> tuple[float, ...]:
+    validation.one_of("noise", noise, NOISE_KINDS)
+    return (validation.positive("y", y), validation.positive("eta", eta), validation.positive("sigma", sigma),
+            validation.in_range("bins_per_step", bins_per_step, 1.0, 50.0))
+
+
 def discrete_stationary_p_flat(
     y: float, eta: float, sigma: float, noise: str = "hessian", bins_per_step: float = 2.5,
     land: Landscape = DEFAULT_LANDSCAPE,
@@ -319,29 +358,225 @@ def discrete_stationary_p_flat(
     to the Ito law of :func:`stationary_p_flat`; in a quadratic valley of curvature h the stationary
     variance is the discrete Ornstein-Uhlenbeck one, ``(1 - eta h / 2)^-1`` times the continuous one.
     """
-    y = validation.positive("y", y)
-    eta = validation.positive("eta", eta)
-    sigma = validation.positive("sigma", sigma)
-    bins_per_step = validation.in_range("bins_per_step", bins_per_step, 1.0, 50.0)
-    validation.one_of("noise", noise, NOISE_KINDS)
-    reach = max(land.g(y, True), land.g(y, False)) / 2
-    floors = np.array([-land.g(y, False) / 2, land.g(y, True) / 2])
-    step_sd = eta * np.sqrt(x_noise_variance(floors, y, sigma, noise, land))
-    h = hessian(floors, y, land)[0]
-    if np.any(eta * h >= 2):
-        raise ValueError(f"eta must be < 2 / H_xx = {2 / h.max():.3g} (a valley is unstable), got {eta!r}")
-    valley_sd = step_sd / np.sqrt(eta * h * (2 - eta * h))  # discrete Ornstein-Uhlenbeck width
-    half = reach + 10 * valley_sd.max()
+    y, eta, sigma, bins_per_step = _check_discrete(y, eta, sigma, noise, bins_per_step)
     results = []
     for refine in (1, 2):
-        n_half = int(np.ceil(half / (step_sd.min() / (bins_per_step * refine))))
-        edges = np.linspace(-half, half, 2 * n_half + 1)
-        centres = 0.5 * (edges[1:] + edges[:-1])
-        mean = centres - eta * gradient(centres, y, land)[0]
-        std = np.maximum(eta * np.sqrt(x_noise_variance(centres, y, sigma, noise, land)), 1e-12)
-        results.append(float(_stationary_vector(transfer_matrix(edges, mean, std))[n_half:].sum()))
+        grid = _grid_operator(y, eta, sigma, noise, bins_per_step * refine, land)
+        results.append(float(_stationary_vector(grid.matrix)[grid.n_half:].sum()))
     coarse, fine = results
     return fine + (fine - coarse) / 3
+
+
+def _solve_shifted(block: sparse.csc_matrix, rhs: np.ndarray, transpose: bool = False) -> np.ndarray:
+    """Solve ((1 + 1e-12) I - block) v = rhs (or its transpose); the shift keeps a frozen valley's
+    nearly stochastic block invertible without moving its Perron vector."""
+    system = (1.0 + 1e-12) * sparse.identity(block.shape[0], format="csc") - block
+    return sparse_linalg.splu((system.T if transpose else system).tocsc()).solve(rhs)
+
+
+def _discrete_rates_one_grid(y: float, eta: float, sigma: float, noise: str, bins_per_step: float, land: Landscape,
+                             x_start: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+    grid = _grid_operator(y, eta, sigma, noise, bins_per_step, land)
+    matrix, c, n_half = grid.matrix, grid.centres, grid.n_half
+    n = c.size
+    sides = (np.arange(n_half, n), np.arange(n_half))  # flat (x >= 0), sharp
+    # committor: chance of reaching the flat floor before the sharp one (absorbing beyond either floor)
+    absorb_flat, absorb_sharp = c >= grid.floors[1], c <= grid.floors[0]
+    interior = np.flatnonzero(~(absorb_flat | absorb_sharp))
+    t_rows = matrix.T.tocsr()
+    q = absorb_flat.astype(float)
+    q[interior] = _solve_shifted(matrix[interior][:, interior].tocsc(),
+                                 np.asarray(t_rows[interior][:, np.flatnonzero(absorb_flat)].sum(axis=1)).ravel(), transpose=True)
+    out, settle, drifts = [], [], []
+    gy = derivatives(c, y, land)[1]
+    stationary = np.clip(_stationary_vector(matrix), 0.0, None)
+    gy_side = (gy[sides[0]], gy[sides[1]])
+    for k, (side, other) in enumerate((sides, sides[::-1])):
+        block = matrix[side][:, side].tocsc()
+        exit_chance = np.asarray(matrix[other][:, side].sum(axis=0)).ravel()
+        start = np.zeros(side.size)
+        start[np.argmin(np.abs(c[side] - grid.floors[1 - k]))] = 1.0
+        phi = _solve_shifted(block, start)
+        phi = _solve_shifted(block, phi / phi.sum())  # two steps of inverse iteration: the quasi-stationary law
+        phi /= phi.sum()
+        cross = float(exit_chance @ phi)
+        # mean dy per unit time on this side, in the stationary law restricted to it: unlike the
+        # quasi-stationary law it holds the runs that have just hopped in, near the ridge.  Where the
+        # side holds almost no stationary mass (a frozen valley) the two laws coincide; use phi.
+        law = stationary[side] if stationary[side].sum() > 1e-6 else phi
+        drifts.append(-float(law @ gy_side[k]) / float(law.sum()))
+        landing = matrix[other][:, side] @ phi
+        landing = landing / landing.sum() if landing.sum() > 0 else landing
+        commit_other = float(landing @ (1.0 - q[other] if k == 0 else q[other]))
+        out += [cross, cross * commit_other]
+        if x_start is not None:  # chance of settling in this valley without a sign change first
+            floor_side = np.flatnonzero(np.abs(c[side]) >= abs(grid.floors[1 - k]))
+            inner = np.setdiff1d(np.arange(side.size), floor_side)
+            settle_v = np.ones(side.size)
+            settle_v[inner] = _solve_shifted(block[inner][:, inner].tocsc(),
+                                             np.asarray(block[floor_side][:, inner].sum(axis=0)).ravel(), transpose=True)
+            settle.append(np.interp(x_start, c[side], settle_v))
+    # cross_flat, cross_sharp, hop flat->sharp, hop sharp->flat (per step); drift_flat, drift_sharp
+    rates = np.array([out[0], out[2], out[1], out[3], *drifts])
+    if x_start is None:
+        return rates, None
+    flat_start = x_start >= 0
+    return rates, np.stack([np.where(flat_start, settle[0], settle[1]), np.interp(x_start, c, q)])
+
+
+def discrete_hopping_rates(
+    y: float, eta: float, sigma: float, noise: str = "hessian", bins_per_step: float = 2.5,
+    land: Landscape = DEFAULT_LANDSCAPE,
+) -> np.ndarray:
+    """Per-step chances of the discrete update (6) at fixed y, from its transfer operator (beyond the paper).
+
+    Returns ``(c_flat, c_sharp, k_fs, k_sf)``: ``c_i`` is the chance per step that a run in the
+    quasi-stationary law of valley i (the Perron vector of the operator restricted to its side)
+    changes the sign of x; ``k_ij = c_i * Pr(commit to j)`` is the committed hop, the landing point
+    of the sign change weighted by the committor (chance of reaching valley j's floor before valley
+    i's).  Divide by eta for rates per unit time.  A sign change of the discrete chain needs a step
+    across the ridge, so ``c_i`` is smaller than the continuous-time rate of ridge visits
+    (1 / :func:`ridge_passage_times`), and most discrete sign changes commit.  Richardson-extrapolated
+    in the bin width like :func:`discrete_stationary_p_flat`.
+    """
+    y, eta, sigma, bins_per_step = _check_discrete(y, eta, sigma, noise, bins_per_step)
+    coarse = _discrete_rates_one_grid(y, eta, sigma, noise, bins_per_step, land)[0][:4]
+    fine = _discrete_rates_one_grid(y, eta, sigma, noise, 2 * bins_per_step, land)[0][:4]
+    return np.clip(fine + (fine - coarse) / 3, 0.0, 1.0)
+
+
+@dataclass(frozen=True)
+class DiscreteFreezing:
+    """Prediction of :func:`discrete_freezing` for each cell.
+
+    ``p_flat``: flat-valley probability after ``n_steps``; ``p_cross``: chance that a run ever
+    changes the sign of x; ``mean_y_freeze``: mean y at the last sign change over the runs that
+    cross; ``mean_y_freeze_all``: the same with y0 for runs that never cross; ``mean_freezing_step``:
+    mean step of the last sign change with 0 for runs that never cross (our convention of
+    :func:`simulate`); ``late_fraction``: chance that the last sign change falls in the last tenth of
+    the run; ``p_flat_by_start``: (cells, starts) final flat-valley probability of the runs that start
+    at each entry of ``x_start``; ``sd_freezing_step``, ``sd_y_freeze_all``: the per-run standard
+    deviations of the last-sign-change step and of y there (for standard errors of means);
+    ``separation``: ``c_i / (1 - |1 - eta H_xx|)`` at y0, the larger of the two valleys: the
+    sign-change chance per step over the within-valley relaxation per step (assumed small).
+    """
+
+    p_flat: np.ndarray
+    p_cross: np.ndarray
+    mean_y_freeze: np.ndarray
+    mean_y_freeze_all: np.ndarray
+    mean_freezing_step: np.ndarray
+    late_fraction: np.ndarray
+    p_flat_by_start: np.ndarray
+    sd_freezing_step: np.ndarray
+    sd_y_freeze_all: np.ndarray
+    separation: np.ndarray
+
+
+def discrete_freezing(
+    eta: Any, sigma: Any, y0: float, n_steps: int, x_start: tuple[float, float] = (-0.01, 0.01),
+    noise: str = "hessian", n_y: int = 16, bins_per_step: float = 2.5, land: Landscape = DEFAULT_LANDSCAPE,
+) -> DiscreteFreezing:
+    """Finite-step freezing theory (beyond the paper): no fitted constant, one cell per (eta, sigma).
+
+    y follows the discrete map ``y <- y - eta E[dL/dy]``, the mean taken over the stationary law
+    restricted to each side and mixed by the valley occupations (near the floor this is
+    :func:`valley_floor_drift`; the spread of x adds a few per cent at strong noise); at each y the
+    per-step chances of :func:`discrete_hopping_rates` (interpolated in log between
+    ``n_y`` values of y, and taken as zero above the y where both fall below 1e-15, since the barrier
+    over the temperature grows with y).  Valley occupations follow the two-state master equation
+    (A30) with the committed hops; a run in valley i makes no further sign change with chance
+    ``exp(-sum of c_i over the remaining steps)``, so the last sign change has
+    ``Pr(last <= n) = P_flat(n) e^{-Lambda_flat(n)} + P_sharp(n) e^{-Lambda_sharp(n)}``.  Runs start
+    at ``x_start`` (half each, the authors' protocol); the transient from there is the chance of
+    settling in the starting valley without a sign change and the committor, both from the operator at
+    y0.  Valid when hops are rare against the relaxation inside a valley (``separation`` small).
+    """
+    etas = validation.finite_array("eta", np.atleast_1d(eta), ndim=1, positive_entries=True)
+    sigmas = validation.finite_array("sigma", np.atleast_1d(sigma), ndim=1, positive_entries=True)
+    if etas.shape != sigmas.shape:
+        raise ValueError(f"eta and sigma must have the same length, got {etas.shape} and {sigmas.shape}")
+    y0 = validation.positive("y0", y0)
+    n_steps = validation.integer("n_steps", n_steps, minimum=1)
+    n_y = validation.integer("n_y", n_y, minimum=2)
+    starts = validation.finite_array("x_start", x_start, ndim=1)
+    validation.one_of("noise", noise, NOISE_KINDS)
+    out = {}
+    y_floor = np.full(etas.size, y0)  # the floor map bounds the y range the tables must cover
+    for n in range(n_steps):
+        y_floor = y_floor + etas * valley_floor_drift(y_floor, land)
+    span = np.log(1.5 * y_floor / y0)  # noise only speeds y up, by a few per cent
+    y_grid = y0 * np.exp(np.linspace(0.0, 1.0, n_y)[:, None] * span)  # (n_y, cells), log-spaced
+    table = np.full((n_y, 6, etas.size), np.log(1e-300))  # log chances, then the two drifts
+    table[:, 4:] = valley_floor_drift(y_grid, land)[:, None]  # the floor drift where the chances vanish
+    settle, commit_flat = np.empty((etas.size, starts.size)), np.empty((etas.size, starts.size))
+    separation = np.empty(etas.size)
+    h_floor = np.array([2 / land.f(y0, True), 2 / land.f(y0, False)])  # H_xx = 2 / f_i in each valley
+    for cell, (eta_c, sigma_c) in enumerate(zip(etas, sigmas)):
+        for k, yk in enumerate(y_grid[:, cell]):
+            with_start = starts if k == 0 else None
+            coarse, transient = _discrete_rates_one_grid(yk, eta_c, sigma_c, noise, bins_per_step, land, with_start)
+            fine, transient_fine = _discrete_rates_one_grid(yk, eta_c, sigma_c, noise, 2 * bins_per_step, land, with_start)
+            extrapolated = fine + (fine - coarse) / 3
+            table[k, :4, cell] = np.log(np.clip(extrapolated[:4], 1e-300, 1.0))
+            table[k, 4:, cell] = extrapolated[4:]
+            if k == 0:
+                settle[cell], commit_flat[cell] = np.clip(transient_fine + (transient_fine - transient) / 3, 0.0, 1.0)
+            if extrapolated[:2].max() < 1e-15:
+                break
+        relax = 1 - np.abs(1 - eta_c * h_floor)  # within-valley relaxation per step
+        separation[cell] = np.max(np.exp(table[0, :2, cell]) / relax)
+    # march: y by the drift of the valley mixture, P_flat by the exact two-state step; P_flat(n) is
+    # affine in its start, so it runs from each start (columns) and from their mean (last column)
+    cells = np.arange(etas.size)
+    y = np.empty((n_steps + 1, etas.size))
+    chances = np.empty((n_steps + 1, 4, etas.size))
+    p = np.empty((starts.size + 1, etas.size))
+    p[:-1] = commit_flat.T
+    p[-1] = commit_flat.mean(axis=1)
+    p_mean = np.empty((n_steps + 1, etas.size))
+    y[0] = y0
+    for n in range(n_steps + 1):
+        pos = np.log(y[n] / y0) / span * (n_y - 1)
+        low = np.clip(np.floor(pos).astype(int), 0, n_y - 2)
+        frac = np.clip(pos - low, 0.0, 1.0)[:, None]
+        row = table[low, :, cells] * (1 - frac) + table[low + 1, :, cells] * frac  # (cells, 6)
+        chances[n] = np.exp(row[:, :4]).T
+        p_mean[n] = p[-1]
+        if n == n_steps:
+            break
+        k_fs, k_sf = chances[n, 2], chances[n, 3]
+        total = k_fs + k_sf
+        target = np.divide(k_sf, total, out=np.full_like(total, 0.5), where=total > 0)
+        y[n + 1] = y[n] + etas * (p[-1] * row[:, 4] + (1 - p[-1]) * row[:, 5])
+        p = target + (p - target) * np.exp(-total)
+    p_by_start, p = p[:-1].T, p_mean
+    c_flat, c_sharp = chances[:, 0], chances[:, 1]
+    zero = np.zeros((1, etas.size))
+    lam_flat = np.concatenate([np.cumsum(c_flat[:0:-1], axis=0)[::-1], zero])  # sign-change hazard after step n
+    lam_sharp = np.concatenate([np.cumsum(c_sharp[:0:-1], axis=0)[::-1], zero])
+    no_later = p * np.exp(-lam_flat) + (1 - p) * np.exp(-lam_sharp)  # Pr(last sign change <= step n)
+    flat_start = starts >= 0
+    never = np.mean(settle * np.where(flat_start, np.exp(-lam_flat[0])[:, None], np.exp(-lam_sharp[0])[:, None]), axis=1)
+    never = np.minimum(never, no_later[0])
+    first = no_later[0] - never  # crossed only in the transient from the start
+    mass = np.diff(no_later, axis=0)  # last sign change at step n >= 1
+    moved = np.einsum("nc,nc->c", mass, y[1:])
+    step_no = np.arange(1, n_steps + 1, dtype=float)
+    mean_step = first + mass.T @ step_no
+    mean_y_all = (never + first) * y0 + moved
+    out["p_flat"] = p[-1]
+    out["p_cross"] = 1 - never
+    out["mean_y_freeze"] = (first * y0 + moved) / np.maximum(1 - never, 1e-300)
+    out["mean_y_freeze_all"] = mean_y_all
+    out["mean_freezing_step"] = mean_step
+    out["late_fraction"] = 1 - no_later[int(np.floor(0.9 * n_steps))]
+    out["p_flat_by_start"] = p_by_start
+    out["sd_freezing_step"] = np.sqrt(np.maximum(first + mass.T @ step_no**2 - mean_step**2, 0.0))
+    out["sd_y_freeze_all"] = np.sqrt(np.maximum((never + first) * y0**2 + np.einsum("nc,nc->c", mass, y[1:] ** 2)
+                                                - mean_y_all**2, 0.0))
+    out["separation"] = separation
+    return DiscreteFreezing(**out)
 
 
 def equilibrium_p_flat_paper(land: Landscape = DEFAULT_LANDSCAPE) -> float:
@@ -552,25 +787,31 @@ class SimulationResult:
     snapshots: tuple[np.ndarray, np.ndarray, np.ndarray] | None
 
 
-def _noise(hxx, hxy, hyy, y, scale, kind: str, land: Landscape, gen: torch.Generator):
-    """One draw of eta-free noise xi with covariance scale^2 * (H_+, h_iso I or H^2)."""
-    z1 = torch.randn(hxx.shape, generator=gen, device=hxx.device, dtype=hxx.dtype)
-    z2 = torch.randn(hxx.shape, generator=gen, device=hxx.device, dtype=hxx.dtype)
-    if kind == "hessian_squared":
-        return scale * (hxx * z1 + hxy * z2), scale * (hxy * z1 + hyy * z2)
+def _isotropic_amplitude(land: Landscape, q: torch.Tensor, scale: Any) -> torch.Tensor:
+    """scale * sqrt(h_iso) with h_iso = 2 / sqrt(f1 f2) = 2 x0^2 Q / (f0 x1 x2), Q from ``_y_terms``."""
+    return scale * float(np.sqrt(2.0 * land.x0**2 / (land.f0 * land.x1 * land.x2))) * torch.sqrt(q)
+
+
+def _noise(hxx, hxy, hyy, z, scale, iso_amp, kind: str, with_y: bool):
+    """Eta-free noise xi with covariance scale^2 * (H_+, h_iso I or H^2) from standard normals ``z``
+    (shape (2, ...), or (1, ...) when only the x-component is wanted: ``with_y=False``)."""
     if kind == "isotropic":
-        amp = scale * torch.sqrt(2.0 / torch.sqrt(land.f(y, True) * land.f(y, False)))
-        return amp * z1, amp * z2
+        return iso_amp * z[0], (iso_amp * z[1] if with_y else None)
+    z1, z2 = z[0], z[1]
+    if kind == "hessian_squared":
+        return scale * (hxx * z1 + hxy * z2), (scale * (hxy * z1 + hyy * z2) if with_y else None)
     # sqrt(H_+) = a H + b I for a 2x2 symmetric H with eigenvalues l1 > l2 and f(l) = sqrt(max(l, 0)):
     # a = (f1 - f2) / (l1 - l2), b = (l1 f2 - l2 f1) / (l1 - l2)  (no trigonometry needed)
-    half_tr, half_diff = 0.5 * (hxx + hyy), 0.5 * (hxx - hyy)
-    radius = torch.sqrt(half_diff * half_diff + hxy * hxy)
-    l1, l2 = half_tr + radius, half_tr - radius
-    f1, f2 = torch.sqrt(torch.clamp(l1, min=0.0)), torch.sqrt(torch.clamp(l2, min=0.0))
-    inv_gap = scale / (2.0 * radius)
+    half_tr = 0.5 * (hxx + hyy)
+    radius = torch.hypot(0.5 * (hxx - hyy), hxy)
+    l1, l2 = half_tr + radius, half_tr - radius  # l1 >= H_xx / 2 > 0 on this landscape
+    f1, f2 = torch.sqrt(l1), torch.sqrt(torch.clamp(l2, min=0.0))
+    inv_gap = (0.5 * scale) / radius
     a = (f1 - f2) * inv_gap
     b = (l1 * f2 - l2 * f1) * inv_gap
-    return a * (hxx * z1 + hxy * z2) + b * z1, a * (hxy * z1 + hyy * z2) + b * z2
+    a_xy = a * hxy  # xi = (a H + b I) z
+    nx = torch.addcmul(torch.addcmul(b, a, hxx) * z1, a_xy, z2)
+    return nx, (torch.addcmul(torch.addcmul(b, a, hyy) * z2, a_xy, z1) if with_y else None)
 
 
 def simulate(
@@ -632,16 +873,28 @@ def simulate(
     last_cross = torch.zeros(shape, dtype=torch.int64, device=dev)
     y_freeze = y.clone()
     records: list[tuple[int, torch.Tensor, torch.Tensor]] = []
+    # y-dependent terms once when y is held; one normal draw per step for both components (a draw
+    # of only the x-component when nothing else needs the second)
+    terms = _y_terms(land, y, with_l0=False)
+    iso_amp = _isotropic_amplitude(land, terms["Q"], scale) if noise == "isotropic" else None
+    n_normals = 1 if (hold_y and noise == "isotropic") else 2
+    with_hessian = noise != "isotropic"
     for step in range(1, n_steps + 1):
-        gx, gy, hxx, hxy, hyy = derivatives(x, y, land)
-        nx, ny = _noise(hxx, hxy, hyy, y, scale, noise, land, gen)
+        if not hold_y and step > 1:
+            terms = _y_terms(land, y, with_l0=False)
+            if noise == "isotropic":
+                iso_amp = _isotropic_amplitude(land, terms["Q"], scale)
+        gx, gy, hxx, hxy, hyy = _derivatives(x, terms, land, flat, with_gy=not hold_y, with_hessian=with_hessian)
+        z = torch.randn((n_normals, *shape), generator=gen, device=dev, dtype=dtype)
+        nx, ny = _noise(hxx, hxy, hyy, z, scale, iso_amp, noise, with_y=not hold_y)
         x = x - eta_t * (gx + nx)
         if not hold_y:
             y = y - eta_t * (gy + ny)
         new_flat = x >= 0
         crossed = new_flat != flat
         last_cross.masked_fill_(crossed, step)
-        y_freeze = torch.where(crossed, y, y_freeze)
+        if not hold_y:  # with y held, y at every crossing is y0
+            y_freeze = torch.where(crossed, y, y_freeze)
         flat = new_flat
         if record_every is not None and step % record_every == 0:
             records.append((step, x.cpu().numpy().copy(), y.cpu().numpy().copy()))
