@@ -306,3 +306,29 @@ def test_discrete_freezing_limits_and_bookkeeping():
         tv.discrete_freezing([0.01, 0.02], [0.1], y0=5.0, n_steps=10)
     with pytest.raises(ValueError, match="n_steps"):
         tv.discrete_freezing(0.01, 0.1, y0=5.0, n_steps=0)
+    assert both.y_path.shape == (2001, 2) and np.all(both.y_path[0] == 5.0)
+    assert np.all(np.diff(both.y_path, axis=0) > 0)  # the valleys deepen: y climbs along the mean path
+
+
+def test_simulate_prescribed_y_path_indexing_and_common_draws():
+    # noise-free: a path prescribed as the free run's own y trajectory reproduces its x step for step
+    for start in (-0.01, 0.01):  # one run per side: each run's y path differs
+        free = tv.simulate(0.05, 0.0, n_runs=1, n_steps=50, y0=2.0, x_start=[start], record_every=1)
+        path = np.concatenate([[2.0], free.snapshots[2][:, 0]])  # y after each step, y0 first
+        fixed = tv.simulate(0.05, 0.0, n_runs=1, n_steps=50, y_path=path, x_start=[start], record_every=1)
+        assert np.allclose(fixed.snapshots[1], free.snapshots[1], rtol=0, atol=1e-12)
+        assert np.allclose(fixed.y, free.y, rtol=0, atol=1e-12)
+    # a constant path is y held at y0, draw for draw (same seed: common random numbers)
+    held = tv.simulate([0.05, 0.05], [0.3, 0.3], n_runs=8, n_steps=200, y0=3.0, hold_y=True, seed=4)
+    const = tv.simulate([0.05, 0.05], [0.3, 0.3], n_runs=8, n_steps=200, y_path=np.full(201, 3.0), seed=4)
+    assert np.array_equal(const.freezing_steps, held.freezing_steps) and np.allclose(const.x, held.x)
+    assert np.any(held.freezing_steps > 0)
+    # a sign change records y_path at its step
+    rising = np.linspace(3.0, 4.0, 201)
+    moving = tv.simulate(0.05, 0.3, n_runs=8, n_steps=200, y_path=rising, seed=4)
+    crossed = moving.freezing_steps > 0
+    assert np.allclose(moving.y_freeze[crossed], rising[moving.freezing_steps[crossed]])
+    with pytest.raises(ValueError, match="hold_y"):
+        tv.simulate(0.05, 0.3, n_runs=2, n_steps=10, y_path=np.full(11, 3.0), hold_y=True)
+    with pytest.raises(ValueError, match="y_path"):
+        tv.simulate(0.05, 0.3, n_runs=2, n_steps=10, y_path=np.full(10, 3.0))

@@ -458,7 +458,9 @@ class DiscreteFreezing:
     at each entry of ``x_start``; ``sd_freezing_step``, ``sd_y_freeze_all``: the per-run standard
     deviations of the last-sign-change step and of y there (for standard errors of means);
     ``separation``: ``c_i / (1 - |1 - eta H_xx|)`` at y0, the larger of the two valleys: the
-    sign-change chance per step over the within-valley relaxation per step (assumed small).
+    sign-change chance per step over the within-valley relaxation per step (assumed small);
+    ``y_path``: (n_steps + 1, cells) the one mean path y_n the theory follows (y_0 = y0), which
+    :func:`simulate` can prescribe to every run (``y_path=``) to test the theory with x alone random.
     """
 
     p_flat: np.ndarray
@@ -471,6 +473,7 @@ class DiscreteFreezing:
     sd_freezing_step: np.ndarray
     sd_y_freeze_all: np.ndarray
     separation: np.ndarray
+    y_path: np.ndarray
 
 
 def discrete_freezing(
@@ -576,6 +579,7 @@ def discrete_freezing(
     out["sd_y_freeze_all"] = np.sqrt(np.maximum((never + first) * y0**2 + np.einsum("nc,nc->c", mass, y[1:] ** 2)
                                                 - mean_y_all**2, 0.0))
     out["separation"] = separation
+    out["y_path"] = y
     return DiscreteFreezing(**out)
 
 
@@ -824,6 +828,7 @@ def simulate(
     *,
     noise: str = "hessian",
     hold_y: bool = False,
+    y_path: Any = None,
     x_start: Any = None,
     record_every: int | None = None,
     land: Landscape = DEFAULT_LANDSCAPE,
@@ -835,7 +840,12 @@ def simulate(
     ``eta`` and ``sigma`` are scalars or equal-length 1-d arrays (one entry per cell).  Runs start
     at y = y0 (a scalar, or one value per cell) with x alternating -0.01 / +0.01 (half on each side), as in the authors' code, unless
     ``x_start`` (per run, shared by the cells) is given.  ``hold_y`` keeps y fixed (steady-state
-    tests).  ``noise`` is ``"hessian"`` (xi ~ N(0, 2 sigma H_+)), ``"isotropic"`` or
+    tests).  ``y_path`` (shape (n_steps + 1, cells), or (n_steps + 1,) shared by the cells) instead
+    prescribes y: every run of a cell takes step k with y = ``y_path[k - 1]`` and records
+    ``y_path[k]`` at a sign change, so only x is random (a control for theories that follow one y
+    path, e.g. :attr:`DiscreteFreezing.y_path`); y0 is then ``y_path[0]``.  The normal draws are
+    the same as without it, so a run with a prescribed path and the free run of the same seed share
+    their noise (common random numbers).  ``noise`` is ``"hessian"`` (xi ~ N(0, 2 sigma H_+)), ``"isotropic"`` or
     ``"hessian_squared"`` (Sigma = 2 sigma H^2).
     """
     scalar = np.ndim(eta) == 0 and np.ndim(sigma) == 0
@@ -853,6 +863,15 @@ def simulate(
                                   positive_entries=True)
     seed = validation.integer("seed", seed, minimum=0)
     validation.one_of("noise", noise, NOISE_KINDS)
+    if y_path is not None:
+        if hold_y:
+            raise ValueError("y_path and hold_y=True exclude each other")
+        y_path = validation.finite_array("y_path", y_path, positive_entries=True)
+        y_path = np.broadcast_to(y_path.reshape(y_path.shape[0], -1), (y_path.shape[0], etas.size)) \
+            if y_path.ndim == 1 or y_path.shape[1:] == (1,) else y_path
+        if y_path.shape != (n_steps + 1, etas.size):
+            raise ValueError(f"y_path must have shape (n_steps + 1, cells) = {(n_steps + 1, etas.size)}, got {y_path.shape}")
+        y0s = y_path[0].copy()
     if record_every is not None:
         record_every = validation.integer("record_every", record_every, minimum=1, maximum=n_steps)
     dev = config.resolve_device(device)
@@ -875,21 +894,26 @@ def simulate(
     records: list[tuple[int, torch.Tensor, torch.Tensor]] = []
     # y-dependent terms once when y is held; one normal draw per step for both components (a draw
     # of only the x-component when nothing else needs the second)
-    terms = _y_terms(land, y, with_l0=False)
+    prescribed = y_path is not None
+    path_t = torch.as_tensor(np.array(y_path, dtype=float), dtype=dtype, device=dev)[:, :, None] if prescribed else None
+    free_y = not (hold_y or prescribed)
+    terms = _y_terms(land, path_t[0] if prescribed else y, with_l0=False)  # (cells, 1) on a prescribed path
     iso_amp = _isotropic_amplitude(land, terms["Q"], scale) if noise == "isotropic" else None
     n_normals = 1 if (hold_y and noise == "isotropic") else 2
     with_hessian = noise != "isotropic"
     for step in range(1, n_steps + 1):
         if not hold_y and step > 1:
-            terms = _y_terms(land, y, with_l0=False)
+            terms = _y_terms(land, path_t[step - 1] if prescribed else y, with_l0=False)
             if noise == "isotropic":
                 iso_amp = _isotropic_amplitude(land, terms["Q"], scale)
-        gx, gy, hxx, hxy, hyy = _derivatives(x, terms, land, flat, with_gy=not hold_y, with_hessian=with_hessian)
+        gx, gy, hxx, hxy, hyy = _derivatives(x, terms, land, flat, with_gy=free_y, with_hessian=with_hessian)
         z = torch.randn((n_normals, *shape), generator=gen, device=dev, dtype=dtype)
-        nx, ny = _noise(hxx, hxy, hyy, z, scale, iso_amp, noise, with_y=not hold_y)
+        nx, ny = _noise(hxx, hxy, hyy, z, scale, iso_amp, noise, with_y=free_y)
         x = x - eta_t * (gx + nx)
-        if not hold_y:
+        if free_y:
             y = y - eta_t * (gy + ny)
+        elif prescribed:
+            y = path_t[step].expand(shape)
         new_flat = x >= 0
         crossed = new_flat != flat
         last_cross.masked_fill_(crossed, step)
