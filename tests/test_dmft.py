@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from phaselab import dmft, neuron_gd, single_neuron
+from phaselab import dmft, neuron_gd, single_neuron, spectra
 
 
 @pytest.fixture(scope="module")
@@ -212,3 +212,27 @@ def test_delta_star_curves_share_solutions_across_dimensions():
     single = dmft.delta_star_curve("gelu", [3.0, 8.0, 20.0], 2, dimension=400, seeds=1, n_response=200, device="cpu")
     assert set(curves) == {100, 400}
     assert np.array_equal(curves[400].has_outlier, single.has_outlier)
+
+
+@pytest.mark.parametrize("name", sorted(single_neuron.ACTIVATIONS))
+def test_activation_jet_matches_the_separate_derivatives(name):
+    act = single_neuron.activation(name)
+    z = torch.linspace(-5, 5, 101, dtype=torch.float64)
+    for joint, separate in zip(act.jet(z), (act.value(z), act.first(z), act.second(z))):
+        assert torch.allclose(joint, separate, rtol=1e-12, atol=1e-12)
+    # and the jet is the derivative of the value (finite differences)
+    h = 1e-5
+    assert torch.allclose(act.jet(z)[1], (act.value(z + h) - act.value(z - h)) / (2 * h), atol=1e-6)
+
+
+def test_hessian_outlier_uses_the_first_n_samples(gelu_solution):
+    t, dimension = gelu_solution.steps, 100
+    count = int(round(gelu_solution.delta * dimension))
+    full = gelu_solution.hessian_weights(t)
+    y = single_neuron.phase_retrieval_target(gelu_solution.target_projection, gelu_solution.reading)
+    assert np.allclose(full, single_neuron.hessian_weight(y, gelu_solution.preactivations[:, t], "gelu"))
+    expected = spectra.outlier(full[:count], gelu_solution.target_projection[:count], gelu_solution.delta)
+    found = gelu_solution.hessian_outlier(t, dimension)
+    assert (found is None) == (expected is None)
+    if found is not None:
+        assert found.location == pytest.approx(expected.location)

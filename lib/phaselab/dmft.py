@@ -123,9 +123,13 @@ class DMFTSolution:
 
     def hessian_weights(self, t: int) -> np.ndarray:
         """Samples of ``G_t = g(y, V(t))``, the weights of the Hessian ``(1/n) sum_i G_i x_i x_i^T``."""
+        return self._hessian_weights(t, self.target_projection.size)
+
+    def _hessian_weights(self, t: int, count: int) -> np.ndarray:
+        """``G_t`` on the first ``count`` samples only."""
         t = validation.integer("t", t, minimum=0, maximum=self.steps)
-        y = single_neuron.phase_retrieval_target(self.target_projection, self.reading)
-        return single_neuron.hessian_weight(y, self.preactivations[:, t], self.activation, self.reading)
+        y = single_neuron.phase_retrieval_target(self.target_projection[:count], self.reading)
+        return single_neuron.hessian_weight(y, self.preactivations[:count, t], self.activation, self.reading)
 
     def hessian_outlier(self, t: int, dimension: int | None = None, quantile: float | None = None) -> spectra.Outlier | None:
         """The informative outlier of the Hessian at step ``t`` from the outlier equation (or None).
@@ -143,7 +147,7 @@ class DMFTSolution:
             count = int(round(self.delta * dimension))
             if count > self.target_projection.size:
                 raise ValueError(f"dimension needs delta * dimension = {count} samples, the solution has {self.target_projection.size}")
-        weights, signal = self.hessian_weights(t)[:count], self.target_projection[:count]
+        weights, signal = self._hessian_weights(t, count), self.target_projection[:count]
         if quantile is not None:
             quantile = validation.in_range("quantile", quantile, 0.0, 0.5)
             keep = weights >= np.quantile(weights, quantile)
@@ -199,9 +203,11 @@ def _sweep(name: str, deltas: torch.Tensor, steps: int, eta: float, noise: torch
         kt = k[:, t, :t]
         w = a[:, t, None] * w0 + eta * torch.einsum("bs,bsn->bn", kt, q[:, :t])
         v[:, t] = w - ratio * torch.einsum("bs,bsn->bn", kt, f[:, :t])
-        f[:, t] = single_neuron.gradient_weight(y, v[:, t], name, reading)
-        g[:, t] = single_neuron.hessian_weight(y[:n_response], v[:, t, :n_response], name, reading)  # dF/dv
-        df_dy[:, t] = -reading.output_weight * act.first(v[:, t, :n_response] + reading.bias)
+        value, first, second = act.jet(v[:, t] + reading.bias)  # one pass of the special functions
+        residual = reading.output_weight * value - y
+        f[:, t] = reading.output_weight * residual * first  # F = single_neuron.gradient_weight
+        g[:, t] = (reading.output_weight**2 * first**2 + reading.output_weight * residual * second)[:, :n_response]  # dF/dv
+        df_dy[:, t] = -reading.output_weight * first[:, :n_response]
         jac[:, :, t, t] = 1.0
         if t > 0:
             coeff = -ratio[:, :, None] * kt[:, :, None] * g[:, :t]  # (batch, t, n_response)

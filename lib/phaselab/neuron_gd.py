@@ -117,15 +117,18 @@ def simulate_gd(
     hessians: dict[int, tuple[np.ndarray, np.ndarray]] = {}
     weight = torch.zeros(seeds, delta_arr.size, n_max, dtype=dtype, device=dev)  # rows beyond n(delta) stay 0
     for t in range(steps + 1):
-        z = torch.bmm(theta, x.transpose(1, 2))  # (seeds, deltas, n_max); one pass over the data
+        # (seeds, deltas, n_max); one pass over the data, with x as the left (row-major) operand:
+        # about twice as fast on the CPU as bmm(theta, x^T), which strides across x
+        z = torch.bmm(x, theta.transpose(1, 2)).transpose(1, 2)
         norm[:, :, t] = theta.norm(dim=-1)
         overlap[:, :, t] = torch.einsum("skd,sd->sk", theta, theta_star)
         for j, n in enumerate(sizes):  # elementwise work only on each run's own n rows
             u = z[:, j, :n].contiguous() + reading.bias
-            residual = reading.output_weight * act.value(u) - y[:, :n]
+            value, first, _ = act.jet(u)
+            residual = reading.output_weight * value - y[:, :n]
             train[:, j, t] = (0.5 * residual**2).mean(-1)
             if t < steps:
-                weight[:, j, :n] = reading.output_weight * residual * act.first(u)
+                weight[:, j, :n] = reading.output_weight * residual * first
         if t in record_preactivations:
             preacts[t] = [z[:, j, : sizes[j]].cpu().numpy() for j in range(delta_arr.size)]
         if t in hessian_steps:
