@@ -251,6 +251,8 @@ def convert_directive(name: str, argument: str, options: dict[str, str], body: l
         return [*anchor, *quote([f"**{heading}**" + (f" ({argument})" if argument else ""), "", *body])]
     if name == "list-table":
         return list_table(body)
+    if name == "nb-exec-table":  # filled by MyST-NB from the book build's execution records
+        return ["*The table of execution times is made when the book is built: see the online book.*"]
     if name in ADMONITIONS:
         title = argument or name.capitalize()
         return quote([f"**{title}**", "", *body])

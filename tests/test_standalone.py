@@ -114,6 +114,14 @@ def test_unknown_myst_is_an_error():
         standalone.standalone_notebook(book, chapter=1, citations={"ziyin2023zeroth": ("Z", "1")}, titles={})
 
 
+def test_the_execution_table_points_to_the_online_book():
+    """MyST-NB fills {nb-exec-table} at build time; the notebook says where the table is instead."""
+    book = notebook()
+    book.cells[1].source += "\n```{nb-exec-table}\n```\n"
+    result = standalone.standalone_notebook(book, chapter=1, citations={"ziyin2023zeroth": ("Z", "1")}, titles={})
+    assert "nb-exec-table" not in json.dumps(result) and "online book" in result.cells[1].source
+
+
 def test_the_command_executes_a_chapter(tmp_path: Path):
     """What a reader runs locally (``make notebook``) gives the same kind of notebook."""
     root = tmp_path

@@ -843,7 +843,7 @@ def simulate(
     tests).  ``y_path`` (shape (n_steps + 1, cells), or (n_steps + 1,) shared by the cells) instead
     prescribes y: every run of a cell takes step k with y = ``y_path[k - 1]`` and records
     ``y_path[k]`` at a sign change, so only x is random (a control for theories that follow one y
-    path, e.g. :attr:`DiscreteFreezing.y_path`); y0 is then ``y_path[0]``.  The normal draws are
+    path, e.g. ``DiscreteFreezing.y_path``); y0 is then ``y_path[0]``.  The normal draws are
     the same as without it, so a run with a prescribed path and the free run of the same seed share
     their noise (common random numbers).  ``noise`` is ``"hessian"`` (xi ~ N(0, 2 sigma H_+)), ``"isotropic"`` or
     ``"hessian_squared"`` (Sigma = 2 sigma H^2).
