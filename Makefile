@@ -11,8 +11,9 @@ CACHE := _build/.jupyter_cache
 # Chapters: the notebook files named in _toc.yml (pages with code cells).
 CHAPTERS := $(shell grep -oE 'book/[A-Za-z0-9_]+' _toc.yml | sed 's/$$/.md/' | xargs grep -l '^```{code-cell}')
 # Fingerprint of what the executed chapters depend on besides their own code cells: the library,
-# the pins and the run scale.
-LIB_HASH = $(shell { echo "scale=$$PHASEBOOK_SCALE"; cat requirements.txt $$(find lib/phaselab -name '*.py' | sort); } | sha256sum | cut -c1-16)
+# the pins, the run scale and the committed paper-scale records (a chapter quotes its own record).
+LIB_HASH = $(shell { echo "scale=$$PHASEBOOK_SCALE"; cat requirements.txt $$(find lib/phaselab -name '*.py' | sort) \
+	$$(find book/records -name '*.json' 2>/dev/null | sort); } | sha256sum | cut -c1-16)
 JUPYTER_BOOK := $(VENV)/bin/jupyter-book build . -W -n --keep-going
 export JUPYTER_PREFER_ENV_PATH := 1
 export PYTHONHASHSEED := 0
@@ -22,7 +23,7 @@ export OPENBLAS_NUM_THREADS := 1
 # The checkout being built: ledgers and reports go here even when nbval runs the chapters elsewhere.
 export PHASEBOOK_ROOT := $(CURDIR)
 
-# jupyter-cache hashes only code cells: when lib/phaselab, the pins or the scale change, drop the execution
+# jupyter-cache hashes only code cells: when lib/phaselab, the pins, the scale or a record change, drop the execution
 # cache, the saved claims ledgers and Sphinx's environment (so every chapter is read, and run, again).
 define fresh_cache
 	@mkdir -p _build; if [ "$$(cat _build/.lib-hash 2>/dev/null)" != "$(LIB_HASH)" ]; then \
