@@ -8,7 +8,7 @@ Every image must have loaded, and every figure must show with a non-zero size an
 and a caption; no cell output may show an error; no table may be wider than the page's text column;
 every internal link (cross-references, citations, the download menu) must reach an existing page
 and anchor.  Notebook pages must offer a downloadable ``.ipynb`` that stands alone: valid, executed,
-one image output per figure of the page, no MyST-only syntax left.  The search page must find each
+one image output per figure of the page, no MyST-only syntax left (nor on the page itself).  The search page must find each
 chapter by a word of its title, with snippets free of raw TeX.  Viewport-sized screenshots of each
 page, top to bottom (and the top of pages with figures in the dark theme), are saved for a person
 to look at.
@@ -155,6 +155,17 @@ def broken_links(urls: list[str], base_url: str) -> list[str]:
 
 
 MIN_FIGURE_TEXT_PX = 10.0
+# The article's text outside code blocks, one line per block element (where MyST's syntax would show
+# had a cell's Markdown output not been parsed as MyST).
+PROSE_TEXT = """
+(() => {
+  const article = document.querySelector("article") || document.body;
+  const copy = article.cloneNode(true);
+  copy.querySelectorAll("pre, code, script, style, mjx-container, .MathJax").forEach(node => node.remove());
+  copy.querySelectorAll("p, li, td, th, div, h1, h2, h3, h4, dt, dd").forEach(node => node.append("\\n"));
+  return copy.textContent;
+})()
+"""
 MYST_LEFT = re.compile(r"\{glue|^\([A-Za-z0-9][\w.:-]*\)=\s*$|\{[a-z][\w:-]*\}`|^(`{3,}|:{3,})\{", re.M)
 
 
@@ -251,6 +262,9 @@ def test_page(docname: str, page, base_url: str, screenshot_dir: Path) -> None:
         if image["figure"] and not image["caption"]:
             problems.append(f"figure without a caption: {image['name']}")
 
+    prose = page.evaluate(PROSE_TEXT)
+    problems += [f"MyST left unparsed in the page: {prose[max(m.start() - 40, 0):m.end() + 40]!r}"
+                 for m in MYST_LEFT.finditer(prose)]
     problems += [f"error in the page: {text}" for text in page.evaluate(OUTPUT_ERRORS)]
     problems += [f"table wider than the page: {text}" for text in page.evaluate(WIDE_TABLES)]
     problems += [f"broken link: {text}" for text in broken_links(page.evaluate(LINKS), base_url)]
