@@ -395,7 +395,6 @@ def book_facts(root: Path) -> tuple[dict[str, int], dict[str, str], dict[str, tu
     """Chapter numbers (stem -> n), page titles (stem -> title) and citations (key -> authors, year)."""
     toc = yaml.safe_load((root / "_toc.yml").read_text())
     numbers: dict[str, int] = {}
-    titles: dict[str, str] = {}
     files = [toc["root"]]
     for part in toc.get("parts", []):
         entries = [entry["file"] for entry in part.get("chapters", [])]
@@ -403,12 +402,10 @@ def book_facts(root: Path) -> tuple[dict[str, int], dict[str, str], dict[str, tu
         if part.get("numbered"):
             for entry in entries:
                 numbers[entry.rsplit("/", 1)[-1]] = len(numbers) + 1
-    for docname in files:
-        path = root / f"{docname}.md"
-        title = next((line[2:].strip() for line in path.read_text().splitlines() if line.startswith("# ")), docname)
-        titles[docname.rsplit("/", 1)[-1]] = title
     from phaselab.references import works
+    from phaselab.report import page_title
 
+    titles = {docname.rsplit("/", 1)[-1]: page_title(docname, root) for docname in files}
     citations = {key: (work.authors, work.year) for key, work in works(root / "book" / "references.bib").items()}
     return numbers, titles, citations
 

@@ -11,7 +11,7 @@ on the checkpoints of one SGD run of the grid (default: eta = 0.1, B = 10, the p
 - the **faithful** continuation: GD at the SGD step eta (the paper's protocol);
 - GD at larger fixed steps (the chapter uses ``phaselab.flatness.continue_full_batch`` at 0.2);
 - heavy-ball momentum from the start, and momentum switched on only once a run fits its
-  training set (100% accuracy), both at step 0.2.
+  training set (100% accuracy), both at step 0.2 (``continue_full_batch(..., momentum=)``).
 
 For each it prints the wall time, the mean number of steps, the speedup against the faithful one
 and the share of endpoints in the same valley as the faithful endpoint (by checkpoint), next to the
@@ -36,44 +36,6 @@ SIZES = (64, 50, 50, 10)
 MOMENTUM = 0.9
 
 
-def momentum_continuation(
-    params: list[torch.Tensor], data: flatness.Digits, step: float, max_steps: int, loss_tol: float,
-    only_after_fit: bool, check_every: int = 10,
-) -> tuple[list[torch.Tensor], np.ndarray]:
-    """Full-batch heavy-ball GD (v <- 0.9 v + g, theta <- theta - step v) with the stopping rule of
-    :func:`phaselab.flatness.continue_full_batch`; ``only_after_fit``: plain GD until a run has
-    100% training accuracy, momentum from then on."""
-    params = [p.clone() for p in params]
-    velocity = [torch.zeros_like(p) for p in params]
-    steps = np.zeros(params[0].shape[0], dtype=np.int64)
-    active = torch.arange(params[0].shape[0])
-    while active.numel() > 0:
-        sub, vel = [p[active] for p in params], [v[active] for v in velocity]
-        with torch.no_grad():
-            fitted = flatness.train_accuracy(sub, data) == 1.0
-            done = ((flatness.per_run_loss(sub, data.x_train, data.y_train) <= loss_tol) & fitted) | torch.as_tensor(
-                steps[active.numpy()] >= max_steps)
-        keep = ~done
-        active, sub, vel, fitted = active[keep], [p[keep] for p in sub], [v[keep] for v in vel], fitted[keep]
-        if active.numel() == 0:
-            break
-        beta = torch.where(fitted, MOMENTUM, 0.0) if only_after_fit else torch.full((active.numel(),), MOMENTUM)
-        for _ in range(check_every):
-            for p in sub:
-                p.requires_grad_(True)
-            grads = torch.autograd.grad(flatness.per_run_loss(sub, data.x_train, data.y_train).sum(), sub)
-            with torch.no_grad():
-                for p, v, g in zip(sub, vel, grads):
-                    v.mul_(beta.view(-1, *([1] * (v.dim() - 1)))).add_(g)
-                    p.sub_(step * v)
-            for p in sub:
-                p.requires_grad_(False)
-        steps[active.numpy()] += check_every
-        for full, part in zip(params + velocity, sub + vel):
-            full[active] = part
-    return params, steps
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--eta", type=float, default=0.1, help="the SGD step of the setting")
@@ -96,9 +58,10 @@ def main() -> None:
             starts, data, args.eta, args.max_steps, args.loss_tol),
         "GD at 0.2 (the chapter's)": lambda: flatness.continue_full_batch(starts, data, 0.2, args.max_steps, args.loss_tol),
         "GD at 0.4": lambda: flatness.continue_full_batch(starts, data, 0.4, args.max_steps, args.loss_tol),
-        "momentum 0.9 at 0.2": lambda: momentum_continuation(starts, data, 0.2, args.max_steps, args.loss_tol, False),
-        "momentum 0.9 at 0.2 once fitted": lambda: momentum_continuation(starts, data, 0.2, args.max_steps,
-                                                                         args.loss_tol, True),
+        f"momentum {MOMENTUM} at 0.2": lambda: flatness.continue_full_batch(
+            starts, data, 0.2, args.max_steps, args.loss_tol, momentum=MOMENTUM),
+        f"momentum {MOMENTUM} at 0.2 once fitted": lambda: flatness.continue_full_batch(
+            starts, data, 0.2, args.max_steps, args.loss_tol, momentum=MOMENTUM, momentum_once_fitted=True),
     }
     print(f"setting eta = {args.eta:g}, B = {args.batch}; {args.runs} runs x checkpoints {chosen} of 101; "
           f"{data.x_train.shape[0]} training images; stop at loss <= {args.loss_tol:g} with 100% accuracy")

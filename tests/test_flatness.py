@@ -38,6 +38,32 @@ def test_batched_step_equals_single_run_gradient_descent(data):
         assert torch.allclose(e[1], e[0])
 
 
+def test_heavy_ball_continuation_follows_its_update_rule(data):
+    """Two steps of v <- m v + g, theta <- theta - eta v, by hand; momentum only once fitted leaves
+    a run that does not fit its training set on plain GD; momentum outside [0, 1) is refused."""
+    params = fl.init_params((64, 6, 5, 10), n_runs=2, seed=3)
+    theta = [p[:1].clone() for p in params]
+    velocity = [torch.zeros_like(p) for p in theta]
+    for _ in range(2):
+        grads = torch.autograd.grad(fl.per_run_loss([p.requires_grad_(True) for p in theta], data.x_train,
+                                                    data.y_train).sum(), theta)
+        with torch.no_grad():
+            velocity = [0.9 * v + g for v, g in zip(velocity, grads)]
+            theta = [(p - 0.1 * v).detach() for p, v in zip(theta, velocity)]
+    ends, steps = fl.continue_full_batch(params, data, 0.1, max_steps=2, loss_tol=1e-9, check_every=2, momentum=0.9)
+    assert np.all(steps == 2)
+    for e, t in zip(ends, theta):
+        assert torch.allclose(e[0], t[0], atol=1e-6)
+    plain = fl.continue_full_batch(params, data, 0.1, 2, 1e-9, check_every=2)[0]
+    once_fitted = fl.continue_full_batch(params, data, 0.1, 2, 1e-9, check_every=2, momentum=0.9, momentum_once_fitted=True)[0]
+    assert float(fl.train_accuracy(params, data).max()) < 1.0
+    for a, b in zip(plain, once_fitted):
+        assert torch.equal(a, b)
+    for bad in (1.0, -0.1):
+        with pytest.raises(ValueError, match=r"momentum must lie in \[0, 1\)"):
+            fl.continue_full_batch(params, data, 0.1, 2, 1e-9, momentum=bad)
+
+
 def test_lanczos_matches_dense_hessian(data):
     params = fl.init_params((64, 6, 5, 10), n_runs=2)
     _, cks = fl.train_sgd(params, data, eta=0.1, batch_size=10, n_steps=30, n_checkpoints=2, seed=1)

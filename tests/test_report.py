@@ -64,6 +64,15 @@ def test_toc_part_lists_the_files_of_a_part(book: Path):
         report.toc_part("Appendices", book / "_toc.yml")
 
 
+def test_page_title_is_the_first_level_one_heading(book: Path):
+    """Not the jupytext header's lines, not a code cell's comment further down."""
+    assert report.page_title("book/first", book) == "The first chapter"
+    (book / "book" / "untitled.md").write_text("Text only.\n\n```python\n# a comment\n```\n")
+    assert report.page_title("book/untitled", book) == "book/untitled"
+    with pytest.raises(ValueError, match="docname"):
+        report.page_title("book/missing", book)
+
+
 def test_cached_execution_matches_the_chapter_as_it_is_now(book: Path):
     from jupyter_cache import get_cache
     from jupyter_cache.base import CacheBundleIn

@@ -87,18 +87,29 @@ def per_run_loss(params: Params, x: torch.Tensor, labels: torch.Tensor) -> torch
     return F.cross_entropy(out.reshape(-1, out.shape[-1]), lab.reshape(-1), reduction="none").view(lab.shape).mean(dim=1)
 
 
-def _step(params: Params, x: torch.Tensor, labels: torch.Tensor, lr: torch.Tensor) -> torch.Tensor:
-    """One gradient step of every run on its own batch; ``lr`` is per run (0 freezes a run)."""
+def _gradients(params: Params, x: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+    """Every run's loss on its own batch and the gradient of each parameter tensor."""
     for p in params:
         p.requires_grad_(True)
     losses = per_run_loss(params, x, labels)
     grads = torch.autograd.grad(losses.sum(), params)
-    with torch.no_grad():
-        for p, g in zip(params, grads):
-            p.sub_(lr.view(-1, *([1] * (p.dim() - 1))) * g)
     for p in params:
         p.requires_grad_(False)
-    return losses.detach()
+    return losses.detach(), grads
+
+
+def _per_run(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """Per-run ``values`` shaped to broadcast against ``like`` (runs first)."""
+    return values.view(-1, *([1] * (like.dim() - 1)))
+
+
+def _step(params: Params, x: torch.Tensor, labels: torch.Tensor, lr: torch.Tensor) -> torch.Tensor:
+    """One gradient step of every run on its own batch; ``lr`` is per run (0 freezes a run)."""
+    losses, grads = _gradients(params, x, labels)
+    with torch.no_grad():
+        for p, g in zip(params, grads):
+            p.sub_(_per_run(lr, p) * g)
+    return losses
 
 
 def train_sgd(params: Params, data: Digits, eta: float, batch_size: int, n_steps: int, n_checkpoints: int, seed: int = 0) -> tuple[np.ndarray, list[Params]]:
@@ -133,37 +144,56 @@ def train_sgd(params: Params, data: Digits, eta: float, batch_size: int, n_steps
 
 
 def continue_full_batch(
-    params: Params, data: Digits, eta: float, max_steps: int, loss_tol: float, check_every: int = 10
+    params: Params, data: Digits, eta: float, max_steps: int, loss_tol: float, check_every: int = 10,
+    momentum: float = 0.0, momentum_once_fitted: bool = False,
 ) -> tuple[Params, np.ndarray]:
     """Full-batch GD from each run's parameters until its training loss <= ``loss_tol`` with 100%
     training accuracy or ``max_steps``.  Returns the endpoints and the steps each run took.
 
     The stopping rule is checked every ``check_every`` steps; finished runs are dropped from the
-    batch so that the cost follows the runs still descending.
+    batch so that the cost follows the runs still descending.  ``momentum`` > 0: heavy-ball GD,
+    v <- momentum v + g, theta <- theta - eta v (the paper's protocol is plain GD, momentum 0);
+    with ``momentum_once_fitted`` a run descends plainly until a check finds 100% training accuracy.
+    ``benchmarks/continuation.py`` compares these continuations with the faithful one.
     """
     eta = validation.positive("eta", eta)
     max_steps = validation.integer("max_steps", max_steps, minimum=1)
     loss_tol = validation.positive("loss_tol", loss_tol)
     check_every = validation.integer("check_every", check_every, minimum=1)
+    momentum = validation.finite_real("momentum", momentum)
+    if not 0.0 <= momentum < 1.0:
+        raise ValueError(f"momentum must lie in [0, 1), got {momentum!r}")
     params = [p.clone() for p in params]
+    velocity = [torch.zeros_like(p) for p in params] if momentum > 0 else []
     dev = params[0].device
     steps = torch.zeros(params[0].shape[0], dtype=torch.int64, device=dev)
     active = torch.arange(params[0].shape[0], device=dev)
     while active.numel() > 0:
-        sub = [p[active] for p in params]
+        sub, sub_velocity = [p[active] for p in params], [v[active] for v in velocity]
         with torch.no_grad():
-            done = (per_run_loss(sub, data.x_train, data.y_train) <= loss_tol) & (train_accuracy(sub, data) == 1.0)
+            fitted = train_accuracy(sub, data) == 1.0
+            done = (per_run_loss(sub, data.x_train, data.y_train) <= loss_tol) & fitted
         done |= steps[active] >= max_steps
-        active, sub = active[~done], [p[~done] for p in sub]
+        keep = ~done
+        active, sub, sub_velocity, fitted = active[keep], [p[keep] for p in sub], [v[keep] for v in sub_velocity], fitted[keep]
         if active.numel() == 0:
             break
         n = min(check_every, max_steps - int(steps[active].max()))
         lr = torch.full((active.numel(),), eta, device=dev)
+        if momentum > 0:
+            beta = torch.where(fitted, momentum, 0.0) if momentum_once_fitted else torch.full_like(lr, momentum)
         for _ in range(n):
-            _step(sub, data.x_train, data.y_train, lr)
+            if momentum == 0:
+                _step(sub, data.x_train, data.y_train, lr)
+                continue
+            _, grads = _gradients(sub, data.x_train, data.y_train)
+            with torch.no_grad():
+                for p, v, g in zip(sub, sub_velocity, grads):
+                    v.mul_(_per_run(beta, v)).add_(g)
+                    p.sub_(eta * v)
         steps[active] += n
-        for p, q in zip(params, sub):
-            p[active] = q
+        for full, part in zip(params + velocity, sub + sub_velocity):
+            full[active] = part
     return params, steps.cpu().numpy()
 
 

@@ -56,6 +56,21 @@ def toc_part(caption: str = "Chapters", toc: Path | None = None) -> list[str]:
     raise ValueError(f"caption must name a part of {toc_file}, got {caption!r}")
 
 
+def page_title(docname: str, root: Path | None = None) -> str:
+    """The title of page ``docname`` (``book/<stem>``): its first level-one heading outside code
+    fences (a ``# comment`` in a code cell is not one), else the docname."""
+    path = (Path(root) if root is not None else book_root()) / f"{docname}.md"
+    if not path.is_file():
+        raise ValueError(f"docname must name a page book/<stem> of the book, got {docname!r} (no {path})")
+    in_fence = False
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.startswith("```"):
+            in_fence = not in_fence
+        elif not in_fence and line.startswith("# "):
+            return line[2:].strip()
+    return docname
+
+
 def myst_extensions(config_file: Path | None = None) -> list[str]:
     """The MyST syntax extensions the book enables (``parse.myst_enable_extensions``)."""
     settings = yaml.safe_load(Path(config_file or config_path()).read_text())
