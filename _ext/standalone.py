@@ -32,7 +32,8 @@ from pathlib import Path
 import nbformat
 import yaml
 
-GLUE_PREFIX = "application/papermill.record/"
+from phaselab.report import glued_values, page_title
+
 ROLE = re.compile(r"\{(?P<role>[a-zA-Z][\w:-]*)\}`(?P<content>[^`]*)`")
 LABEL_LINE = re.compile(r"^\((?P<label>[A-Za-z0-9][\w.:-]*)\)=\s*$")
 FENCE = re.compile(r"^(?P<fence>`{3,}|:{3,})\{(?P<name>[\w:-]+)\}\s*(?P<argument>.*)$")
@@ -103,22 +104,6 @@ def collect_numbering(markdown_cells: list[str], chapter: int | None) -> Numberi
         {"figure": numbering.figures, "equation": numbering.equations, "exercise": numbering.exercises}[kind][label] = (
             numbering.number(counts[kind]))
     return numbering
-
-
-def glued_values(notebook: nbformat.NotebookNode) -> dict[str, dict]:
-    """Each glued key's MIME bundle (prefix removed) and output metadata, from the code cells.
-
-    (A notebook that myst-nb wrote after rendering has no glue outputs left: it keeps them in
-    ``<page>.glue.json``, which :func:`standalone_notebook` takes as ``glued``.)
-    """
-    values = {}
-    for cell in notebook.cells:
-        for output in cell.get("outputs", []) if cell.cell_type == "code" else []:
-            name = output.get("metadata", {}).get("scrapbook", {}).get("name")
-            if name:
-                data = {key.removeprefix(GLUE_PREFIX): value for key, value in output.get("data", {}).items()}
-                values[name] = {"data": data, "metadata": output.get("metadata", {})}
-    return values
 
 
 def format_glued(values: dict[str, dict], key_spec: str) -> str:
@@ -403,7 +388,6 @@ def book_facts(root: Path) -> tuple[dict[str, int], dict[str, str], dict[str, tu
             for entry in entries:
                 numbers[entry.rsplit("/", 1)[-1]] = len(numbers) + 1
     from phaselab.references import works
-    from phaselab.report import page_title
 
     titles = {docname.rsplit("/", 1)[-1]: page_title(docname, root) for docname in files}
     citations = {key: (work.authors, work.year) for key, work in works(root / "book" / "references.bib").items()}

@@ -7,6 +7,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
+from phaselab import report
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "_ext"))
 import standalone  # noqa: E402
 
@@ -49,8 +51,8 @@ PNG = "iVBORw0KGgo="
 def glue_output(name: str, data: dict) -> dict:
     return nbformat.v4.new_output(
         "display_data",
-        data={standalone.GLUE_PREFIX + key: value for key, value in data.items()},
-        metadata={"scrapbook": {"name": name, "mime_prefix": standalone.GLUE_PREFIX}, "image/png": {"width": 720}},
+        data={report.GLUE_PREFIX + key: value for key, value in data.items()},
+        metadata={"scrapbook": {"name": name, "mime_prefix": report.GLUE_PREFIX}, "image/png": {"width": 720}},
     )
 
 
@@ -153,7 +155,7 @@ def test_the_command_executes_a_chapter(tmp_path: Path):
 def test_glued_values_kept_outside_the_notebook_are_used():
     """myst-nb moves glue outputs into <page>.glue.json; the figure goes to the cell before its caption."""
     book = notebook()
-    glued = standalone.glued_values(book)
+    glued = report.glued_values(book)
     book.cells[0].outputs = [nbformat.v4.new_output("stream", name="stdout", text="printed\n")]
     result = standalone.standalone_notebook(book, chapter=1, citations={"ziyin2023zeroth": ("Z", "1")}, titles={},
                                             glued=glued)

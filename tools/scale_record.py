@@ -29,19 +29,6 @@ from phaselab import config, records, report
 from phaselab.ledger import load_ledgers
 
 BOOK_ROOT = Path(__file__).resolve().parents[1]
-IMAGE_TYPES = ("image/png", "image/svg+xml", "image/jpeg")
-
-
-def glued_numbers(notebook: nbformat.NotebookNode) -> dict[str, str]:
-    """Every value the notebook glued that is not a figure, as its plain text, by glue key."""
-    numbers = {}
-    for cell in notebook.cells:
-        for output in cell.get("outputs", []):
-            glued = output.get("metadata", {}).get("scrapbook", {})
-            prefix, data = glued.get("mime_prefix", ""), output.get("data", {})
-            if glued.get("name") and not any(prefix + kind in data for kind in IMAGE_TYPES) and prefix + "text/plain" in data:
-                numbers[glued["name"]] = data[prefix + "text/plain"].strip("'\"")
-    return numbers
 
 
 def execute(source: Path, executed: Path, timeout: int) -> None:
@@ -74,7 +61,7 @@ def record_chapter(root: Path, stem: str, scale: str, output: Path, timeout: int
         ledgers = {ledger.chapter: ledger for ledger in load_ledgers(ledger_dir)}
         if stem not in ledgers:
             raise SystemExit(f"{stem} saved no claims ledger (does its last cell call ledger.save()?)")
-        numbers = glued_numbers(nbformat.read(executed, as_version=4))
+        numbers = report.glued_numbers(nbformat.read(executed, as_version=4))
     record = records.ScaleRecord(
         chapter=stem, scale=scale, commit=commit, uncommitted_changes=changed, phaselab_hash=hashes[0],
         chapter_hash=hashes[1], device=records.device_description(), wall_seconds=round(wall, 1),

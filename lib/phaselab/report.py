@@ -56,6 +56,32 @@ def toc_part(caption: str = "Chapters", toc: Path | None = None) -> list[str]:
     raise ValueError(f"caption must name a part of {toc_file}, got {caption!r}")
 
 
+GLUE_PREFIX = "application/papermill.record/"  # how myst-nb's glue stores a value in a cell output
+IMAGE_TYPES = ("image/png", "image/svg+xml", "image/jpeg")
+
+
+def glued_values(notebook: nbformat.NotebookNode) -> dict[str, dict]:
+    """Each glued key's MIME bundle (prefix removed) and output metadata, from the code cells.
+
+    (A notebook that myst-nb wrote after rendering has no glue outputs left: it keeps them in
+    ``<page>.glue.json``.)
+    """
+    values = {}
+    for cell in notebook.cells:
+        for output in cell.get("outputs", []) if cell.cell_type == "code" else []:
+            name = output.get("metadata", {}).get("scrapbook", {}).get("name")
+            if name:
+                data = {key.removeprefix(GLUE_PREFIX): value for key, value in output.get("data", {}).items()}
+                values[name] = {"data": data, "metadata": output.get("metadata", {})}
+    return values
+
+
+def glued_numbers(notebook: nbformat.NotebookNode) -> dict[str, str]:
+    """Every value the notebook glued that is not a figure, as its plain text, by glue key."""
+    return {name: value["data"]["text/plain"].strip("'\"") for name, value in glued_values(notebook).items()
+            if "text/plain" in value["data"] and not any(kind in value["data"] for kind in IMAGE_TYPES)}
+
+
 def page_title(docname: str, root: Path | None = None) -> str:
     """The title of page ``docname`` (``book/<stem>``): its first level-one heading outside code
     fences (a ``# comment`` in a code cell is not one), else the docname."""
