@@ -285,7 +285,8 @@ def train(
         train_loss=stack(2),
         test_loss=stack(3) if has_test else None,
         objective=stack(4),
-        escape_epoch=escape_epoch.cpu().numpy() if detect else None,
+        # float64 whatever the weights' dtype: times computed from it must not exceed the horizon by round-off
+        escape_epoch=escape_epoch.cpu().numpy().astype(np.float64) if detect else None,
         epochs_run=epoch,
         mode_amplitudes=stack(5) if modes is not None else None,
     )
