@@ -77,7 +77,7 @@ def main() -> None:
         return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("stems", nargs="*", help="chapter stems, book/<stem>.md (default: the Chapters part of _toc.yml)")
-    parser.add_argument("--scale", default="paper", choices=config.SCALES)
+    parser.add_argument("--scale", default="paper", choices=("default", "paper"))
     parser.add_argument("--output", type=Path, help="default: book/records/<scale>")
     parser.add_argument("--timeout", type=int, default=7200, help="seconds per cell")
     parser.add_argument("--root", type=Path, default=BOOK_ROOT, help="the book's checkout (default: this one)")

@@ -17,8 +17,10 @@ from typing import TypeVar
 import numpy as np
 import torch
 
-SCALES = ("default", "paper")
+SCALES = ("default", "paper", "smoke")
 T = TypeVar("T")
+# The smoke scale keeps every size up to this one and shrinks larger ones (see :func:`smoke_size`).
+SMOKE_KEEP = 16
 
 
 def scale() -> str:
@@ -29,9 +31,49 @@ def scale() -> str:
     return value
 
 
-def by_scale(default: T, paper: T) -> T:
-    """Pick ``default`` or ``paper`` according to :func:`scale`."""
-    return paper if scale() == "paper" else default
+_UNSET = object()
+
+
+def by_scale(default: T, paper: T, smoke: T = _UNSET) -> T:
+    """Pick ``default`` or ``paper`` according to :func:`scale`.
+
+    The ``smoke`` scale (a test, not a result: ``tests/test_scales.py``) takes the ``paper`` value
+    with every integer in it shrunk by :func:`smoke_size`: the paper's grids, keys and shapes, at
+    sizes that run in seconds.  ``smoke`` overrides that where the shrunk size is still too costly.
+    """
+    chosen = scale()
+    if chosen == "smoke":
+        return _shrunk(paper) if smoke is _UNSET else smoke
+    return paper if chosen == "paper" else default
+
+
+def statistics_checked() -> bool:
+    """False at the smoke scale, whose sizes are too small for statistics: there a standard error
+    may be zero and a measurement may fail, and ``stats.goodness_of_fit`` and the ledger accept
+    that instead of raising (the chapters' ``assert`` cells are off too: ``PYTHONOPTIMIZE``)."""
+    return scale() != "smoke"
+
+
+def smoke_size(n: int) -> int:
+    """An integer size at the smoke scale: kept up to :data:`SMOKE_KEEP`, beyond it
+    ``SMOKE_KEEP * sqrt(n / SMOKE_KEEP)`` rounded.  Non-decreasing, so grids keep their order;
+    sizes at least 25% apart stay distinct; one value maps to one value wherever it appears."""
+    if n <= SMOKE_KEEP:
+        return n
+    return int(round(SMOKE_KEEP * (n / SMOKE_KEEP) ** 0.5))
+
+
+def _shrunk(value: T) -> T:
+    """``value`` with :func:`smoke_size` applied to every integer in it (in lists, tuples, arrays)."""
+    if isinstance(value, (bool, np.bool_)):
+        return value
+    if isinstance(value, (int, np.integer)):
+        return type(value)(smoke_size(int(value)))
+    if isinstance(value, (list, tuple)):
+        return type(value)(_shrunk(v) for v in value)
+    if isinstance(value, np.ndarray) and np.issubdtype(value.dtype, np.integer):
+        return np.vectorize(smoke_size, otypes=[value.dtype])(value) if value.size else value
+    return value
 
 
 def book_root() -> Path | None:

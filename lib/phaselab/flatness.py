@@ -359,9 +359,11 @@ def continuation_experiment(
     seed: int = 0,
     continuation_step: float | None = None,
     first_continuation: tuple[Params, np.ndarray] | None = None,
+    sgd_time: float = 100.0,
 ) -> ContinuationResult:
-    """The continuation protocol of Sec. II.1-II.3 for one (eta, B): SGD for T = 100 / eta steps,
-    full-batch GD from each of ``n_checkpoints`` checkpoints, then Eqs. (1)-(4).
+    """The continuation protocol of Sec. II.1-II.3 for one (eta, B): SGD for T = ``sgd_time`` / eta
+    steps (the paper: eta T = 100), full-batch GD from each of ``n_checkpoints`` checkpoints, then
+    Eqs. (1)-(4).
 
     ``continuation_step``: the GD step of the continuation; None (the paper's protocol) uses the
     SGD step ``eta``.  A fixed step shared by all settings makes the continuation from the first
@@ -370,7 +372,7 @@ def continuation_experiment(
     """
     config.reduce_allocation_overhead()
     n_runs = params0[0].shape[0]
-    n_steps = int(round(100 / validation.positive("eta", eta)))
+    n_steps = int(round(validation.positive("sgd_time", sgd_time) / validation.positive("eta", eta)))
     gd_step = eta if continuation_step is None else validation.positive("continuation_step", continuation_step)
     steps, checkpoints = train_sgd(params0, data, eta, batch_size, n_steps, n_checkpoints, seed=seed)
     n_ck = len(steps)
