@@ -70,9 +70,10 @@ book: $(STAMP)
 	$(JUPYTER_BOOK)
 	@echo "Open _build/html/index.html"
 
-# Unit tests; every chapter executed under nbval (assertion cells are the regression test), each
-# passing chapter stored in the execution cache (_ext/nbval_cache.py) so that the book build that
-# follows renders it without running it again; then the rendered book tested in Chromium.
+# Unit tests (with every chapter run at the smoke scale: tests/test_scales.py); every chapter executed
+# under nbval (assertion cells are the regression test), each passing chapter stored in the execution
+# cache (_ext/nbval_cache.py) so that the book build that follows renders it without running it
+# again; then the rendered book tested in Chromium.
 test: $(STAMP) $(LAB_STAMP) browser
 	PHASEBOOK_LAB_REQUIRED=1 $(PYTHON) -m pytest tests --ignore=tests/browser
 	$(fresh_cache)

@@ -88,6 +88,17 @@ def test_staleness_names_what_changed_and_counts_commits(tiny_book: Path):
     assert state.describe() == "stale: the chapter changed (1 commit since)"
 
 
+def test_chapter_record_gives_the_record_and_its_provenance(tiny_book: Path, monkeypatch):
+    run_tool(tiny_book, "paper")
+    monkeypatch.setenv("PHASEBOOK_ROOT", str(tiny_book))
+    record, provenance = records.chapter_record("tiny")
+    assert record.numbers["tiny-size"] == "1000"
+    assert provenance == f"run of {record.finished[:10]}, code current"
+    assert records.chapter_record("tiny", "default") is None  # no record at that scale
+    monkeypatch.setenv("PHASEBOOK_ROOT", str(tiny_book / "nowhere"))
+    assert records.chapter_record("tiny") is None
+
+
 def test_chapter_modules_follow_imports_through_the_library():
     modules = records.chapter_modules(REPO, "l2_transitions")
     assert {"ensemble", "linear_nets", "ziyin_ueda", "config", "validation", "__init__"} <= set(modules)

@@ -204,6 +204,22 @@ def records_directory(scale: str = "paper", root: Path | None = None) -> Path:
     return root / "book" / "records" / scale
 
 
+def chapter_record(stem: str, scale: str = "paper") -> tuple[ScaleRecord, str] | None:
+    """Chapter ``stem``'s committed record at ``scale`` and where it comes from, e.g. ``"run of
+    2026-12-01, code current"``, for a chapter to quote what its paper-scale run gave.
+
+    ``None`` outside a checkout of the book (a downloaded notebook run elsewhere) or without a record:
+    the chapter then says so, and its default-scale results do not depend on it.
+    """
+    root = config.book_root()
+    if root is None:
+        return None
+    record = load_records(records_directory(scale, root)).get(stem)
+    if record is None:
+        return None
+    return record, f"run of {record.finished[:10]}, code {staleness(record, root).describe()}"
+
+
 @dataclass(frozen=True)
 class ScalePair:
     """One claim of a chapter at the default scale and at another scale (``None``: absent there)."""
