@@ -55,7 +55,7 @@ def statistics_checked() -> bool:
 
 
 def smoke_size(n: int) -> int:
-    """An integer size at the smoke scale: kept up to :data:`SMOKE_KEEP`, beyond it
+    """An integer size at the smoke scale: kept up to ``SMOKE_KEEP``, beyond it
     ``SMOKE_KEEP * sqrt(n / SMOKE_KEEP)`` rounded.  Non-decreasing, so grids keep their order;
     sizes at least 25% apart stay distinct; one value maps to one value wherever it appears."""
     if n <= SMOKE_KEEP:
