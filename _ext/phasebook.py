@@ -182,6 +182,17 @@ def typeset_link_titles(app: Sphinx, doctree: nodes.document, docname: str) -> N
         reference += inline
 
 
+def mark_glued_sentences(app: Sphinx, doctree: nodes.document, docname: str) -> None:
+    """Mark paragraphs that are one glued sentence (``{glue:text}`` of a computed sentence alone in
+    its paragraph) so that the stylesheet sets them as prose, not in the bold of a glued number."""
+    for paragraph in doctree.findall(nodes.paragraph):
+        if len(paragraph.children) != 1 or not isinstance(paragraph[0], nodes.inline):
+            continue
+        text = paragraph.astext().strip()
+        if "pasted-text" in paragraph[0].get("classes", []) and " " in text and text.endswith("."):
+            paragraph["classes"].append("glued-sentence")
+
+
 def default_colour_mode(app: Sphinx, pagename: str, templatename: str, context: dict, doctree: Any) -> None:
     """Start in the reader's system colour mode (light or dark) unless _config.yml says otherwise."""
     if not context.get("default_mode"):
@@ -216,4 +227,5 @@ def setup(app: Sphinx) -> dict[str, Any]:
     app.connect("html-page-context", offer_executed_notebook, priority=500)
     app.connect("build-finished", copy_mathjax)
     app.connect("doctree-resolved", typeset_link_titles)
+    app.connect("doctree-resolved", mark_glued_sentences)
     return {"version": "1.0", "parallel_read_safe": True, "parallel_write_safe": True}

@@ -166,6 +166,13 @@ PROSE_TEXT = """
   return copy.textContent;
 })()
 """
+# Paragraphs longer than a number set wholly in bold (a glued sentence not marked as prose).
+BOLD_PARAGRAPHS = """
+[...document.querySelectorAll('article p')]
+  .filter(p => p.textContent.trim().length > 80 && [...p.childNodes].every(
+    node => node.nodeType !== Node.TEXT_NODE ? Number(getComputedStyle(node).fontWeight) >= 600 : !node.textContent.trim()))
+  .map(p => p.textContent.trim().slice(0, 80))
+"""
 MYST_LEFT = re.compile(r"\{glue|^\([A-Za-z0-9][\w.:-]*\)=\s*$|\{[a-z][\w:-]*\}`|^(`{3,}|:{3,})\{", re.M)
 
 
@@ -265,6 +272,7 @@ def test_page(docname: str, page, base_url: str, screenshot_dir: Path) -> None:
     prose = page.evaluate(PROSE_TEXT)
     problems += [f"MyST left unparsed in the page: {prose[max(m.start() - 40, 0):m.end() + 40]!r}"
                  for m in MYST_LEFT.finditer(prose)]
+    problems += [f"paragraph all in bold: {text!r}" for text in page.evaluate(BOLD_PARAGRAPHS)]
     problems += [f"error in the page: {text}" for text in page.evaluate(OUTPUT_ERRORS)]
     problems += [f"table wider than the page: {text}" for text in page.evaluate(WIDE_TABLES)]
     problems += [f"broken link: {text}" for text in broken_links(page.evaluate(LINKS), base_url)]
