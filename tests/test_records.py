@@ -77,6 +77,13 @@ def test_tool_records_the_run_at_each_scale_with_provenance(tiny_book: Path):
     assert not records.staleness(paper, tiny_book).stale
 
 
+def test_peak_memory_counts_the_kernel(tiny_book: Path):
+    """The record's peak memory includes what the chapter's kernel used (here 400 MB, freed at once)."""
+    chapter = tiny_book / "book" / "tiny.md"
+    chapter.write_text(chapter.read_text().replace("book.save()", "import numpy as np\nnp.ones(50_000_000).sum()\nbook.save()"))
+    assert run_tool(tiny_book, "default")["peak_memory_mib"] > 400
+
+
 def test_staleness_names_what_changed_and_counts_commits(tiny_book: Path):
     run_tool(tiny_book, "default")
     record = records.load_records(records.records_directory("default", tiny_book))["tiny"]

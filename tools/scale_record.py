@@ -31,15 +31,26 @@ from phaselab.ledger import load_ledgers
 BOOK_ROOT = Path(__file__).resolve().parents[1]
 
 
+# Run in the kernel after the chapter: its own peak resident memory and that of any process it
+# waited for, in KiB on Linux.
+KERNEL_PEAK = ("import resource\nprint(max(resource.getrusage(who).ru_maxrss "
+               "for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)))")
+
+
 def execute(source: Path, executed: Path, timeout: int) -> None:
     """Execute a MyST chapter in a fresh kernel from its folder; save the executed notebook, and
-    the peak resident memory of this process and its kernel (MiB) next to it."""
+    the peak resident memory (MiB) of the kernel or of this process, whichever is larger, next to it.
+
+    The kernel reports its own peak from a last cell (not saved): once the kernel has shut down,
+    this process's ``RUSAGE_CHILDREN`` counts it only if it was reaped in time, which it may not be
+    (a Chapter 2 record read 0.9 GiB where the kernel had used 8 GiB)."""
     notebook = jupytext.read(source)
+    notebook.cells.append(nbformat.v4.new_code_cell(KERNEL_PEAK))
     NotebookClient(notebook, timeout=timeout, kernel_name="python3",
                    resources={"metadata": {"path": str(source.parent)}}).execute()
+    kernel_kib = int(notebook.cells.pop()["outputs"][0]["text"])
     nbformat.write(notebook, executed)
-    # ru_maxrss is in KiB on Linux; the kernel has been waited for, so it counts among the children
-    peak_kib = max(resource.getrusage(who).ru_maxrss for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
+    peak_kib = max(kernel_kib, *(resource.getrusage(who).ru_maxrss for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)))
     executed.with_suffix(".memory").write_text(str(peak_kib / 1024))
 
 
